@@ -1,0 +1,170 @@
+"""The ``prunesearch`` command line. Every user mistake ends as one ``error:`` line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from prunesearch.errors import PrunesearchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Search for the best structurally pruned version of a LLaMA-family model.")
+out = Console()
+err = Console(stderr=True)
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'smollm2-135m' (built in) or a local checkpoint dir")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a summary")]
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def _space(model: str, mlp_step: int, dim_step: int):
+    from prunesearch.models import load_config
+    from prunesearch.space import ModelShape, SearchSpace
+
+    return SearchSpace(ModelShape.from_config(load_config(model)), mlp_step=mlp_step, dim_step=dim_step)
+
+
+@app.command()
+def sample(
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Where to write the architecture JSON")],
+    model: ModelOpt = "smollm2-135m",
+    budget: Annotated[Optional[float], typer.Option(help="Fraction of total parameters to remove")] = None,
+    seed: int = 0,
+    mlp_step: Annotated[int, typer.Option(help="MLP channel granularity")] = 64,
+    dim_step: Annotated[int, typer.Option(help="Per-head dim granularity (even)")] = 8,
+) -> None:
+    """Write a random valid architecture (at --budget within 1% of total parameters, or uniformly random)."""
+    from prunesearch.space import cost
+
+    space = _space(model, mlp_step, dim_step)
+    arch = space.sample(seed) if budget is None else space.sample_at_budget(budget, seed)
+    arch.meta["model"] = model
+    arch.save(out_path)
+    c = cost(arch)
+    err.print(f"wrote {out_path}: removes {c.removed:.2%} of {c.dense_params:,} parameters "
+              f"({c.params:,} kept, {sum(not l.keep for l in arch.layers)} blocks removed)")
+
+
+def _summary(record: dict) -> None:
+    table = Table(title=f"{record['model']} on {record['split']} "
+                        f"({record['tokens']:,} tokens, {record['window']}-token windows)")
+    table.add_column("")
+    table.add_column("dense", justify="right")
+    table.add_column("pruned", justify="right")
+    table.add_column("ratio", justify="right")
+    if "dense_ppl" in record:
+        table.add_row("perplexity", f"{record['dense_ppl']:.2f}", f"{record['ppl']:.2f}",
+                      f"{record['ppl_ratio']:.3f}")
+    else:
+        table.add_row("perplexity", "-", f"{record['ppl']:.2f}", "")
+    table.add_row("parameters", f"{record['dense_params']:,}", f"{record['params']:,}",
+                  f"{record['params'] / record['dense_params']:.3f}")
+    table.add_row("GFLOPs/token", f"{record['dense_flops'] / 1e9:.3f}", f"{record['flops'] / 1e9:.3f}",
+                  f"{record['flops'] / record['dense_flops']:.3f}")
+    table.add_row("KV bytes/token", f"{record['dense_kv_bytes']:,}", f"{record['kv_bytes']:,}",
+                  f"{record['kv_bytes'] / record['dense_kv_bytes']:.3f}")
+    if "speed_ratio" in record:
+        table.add_row("tokens/s", f"{record['dense_tokens_per_s']:.0f}", f"{record['tokens_per_s']:.0f}",
+                      f"{record['speed_ratio']:.3f}")
+    out.print(table)
+    out.print(f"removed {record['removed']:.2%} of parameters, {record['blocks_removed']} blocks; "
+              f"model fingerprint {record['fingerprint']}")
+
+
+@app.command()
+def evaluate(
+    model: ModelOpt = "smollm2-135m",
+    arch_path: Annotated[Optional[Path], typer.Option("--arch", help="Architecture JSON (default: dense)")] = None,
+    data: Annotated[str, typer.Option(help="ptb-test, ptb-valid, wiki-test, wiki-valid, ...")] = "ptb-test",
+    window: Annotated[int, typer.Option(help="Perplexity window length in tokens")] = 512,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Use only the first N tokens of the split")] = None,
+    dense: Annotated[bool, typer.Option(help="Also measure the dense model (cached)")] = True,
+    speed_repeats: Annotated[int, typer.Option(help="Interleaved timed forwards per model (0: skip)")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Materialize an architecture and measure perplexity, cost and speed beside the dense model."""
+    from prunesearch.evaluate import EvalSpec, evaluate_architecture
+    from prunesearch.models import load_model
+    from prunesearch.space import Architecture, ModelShape
+
+    _quiet_libraries()
+    loaded = load_model(model)
+    shape = ModelShape.from_config(loaded.model.config)
+    arch = Architecture.load(arch_path, shape) if arch_path else Architecture.dense(shape)
+    record = evaluate_architecture(
+        loaded, arch, EvalSpec(data=data, window=window, max_tokens=max_tokens), with_dense=dense,
+        speed_repeats=speed_repeats,
+    )
+    record["arch"] = str(arch_path) if arch_path else "dense"
+    if as_json:
+        sys.stdout.write(json.dumps(record) + "\n")
+    else:
+        _summary(record)
+
+
+@app.command()
+def export(
+    arch_path: Annotated[Path, typer.Option("--arch", help="Architecture JSON")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the pruned model")],
+    model: ModelOpt = "smollm2-135m",
+) -> None:
+    """Write the pruned model as a Hugging Face directory (loads with AutoModelForCausalLM)."""
+    from prunesearch.evaluate import with_units
+    from prunesearch.models import load_model
+    from prunesearch.paths import atomic_dir
+    from prunesearch.pruners import materialize
+    from prunesearch.space import Architecture, ModelShape
+
+    _quiet_libraries()
+    loaded = load_model(model)
+    arch = with_units(loaded, Architecture.load(arch_path, ModelShape.from_config(loaded.model.config)))
+    arch.meta.update(model=model, fingerprint=loaded.fingerprint)
+    pruned = materialize(loaded.model, arch)
+    with atomic_dir(out_dir) as tmp:
+        pruned.save_pretrained(tmp)
+        loaded.tokenizer.save_pretrained(tmp)
+        arch.save(tmp / "architecture.json")
+    params = sum(p.numel() for p in pruned.parameters())
+    err.print(f"wrote {out_dir}: {params:,} parameters ({pruned.config.num_hidden_layers} layers)")
+
+
+@app.command()
+def info(model: ModelOpt = "smollm2-135m", as_json: JsonOpt = False) -> None:
+    """Show a model's shape, parameter count and fingerprint."""
+    from prunesearch.models import load_model
+    from prunesearch.space import Architecture, ModelShape, cost
+
+    _quiet_libraries()
+    loaded = load_model(model)
+    shape = ModelShape.from_config(loaded.model.config)
+    record = {"model": model, "fingerprint": loaded.fingerprint, **shape.to_dict(),
+              "params": cost(Architecture.dense(shape)).params}
+    if as_json:
+        sys.stdout.write(json.dumps(record) + "\n")
+    else:
+        for key, value in record.items():
+            out.print(f"{key:>18}: {value}")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except PrunesearchError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise SystemExit(130) from None

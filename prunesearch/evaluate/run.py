@@ -1,0 +1,112 @@
+"""Evaluate one architecture end to end: pick its units, materialize it, measure perplexity, cost and speed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import torch
+
+from prunesearch.data import eval_windows, parse_dataset, token_ids
+from prunesearch.evaluate.perplexity import Perplexity, perplexity
+from prunesearch.evaluate.speed import compare_speed
+from prunesearch.models import LoadedModel
+from prunesearch.paths import atomic_write_text, cache_dir
+from prunesearch.pruners import CalibrationSpec, activation_scores, calibrate, materialize, select_units
+from prunesearch.space import Architecture, cost
+
+
+def environment() -> dict[str, str]:
+    """Package versions every result records."""
+    out = {"python": platform.python_version()}
+    for name in ("prunesearch", "torch", "transformers"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """What text a perplexity is measured on: ``data`` split, ``window`` length, first ``max_tokens`` tokens."""
+
+    data: str = "ptb-test"
+    window: int = 512
+    max_tokens: int | None = None
+    batch_size: int = 2
+
+
+def with_units(loaded: LoadedModel, arch: Architecture, calibration: CalibrationSpec = CalibrationSpec(),
+               progress: bool = True) -> Architecture:
+    """``arch`` itself when it already names its units, else units chosen by activation-aware scores."""
+    if arch.has_indices:
+        return arch
+    stats = calibrate(loaded.model, loaded.tokenizer, loaded.fingerprint, calibration, progress)
+    return select_units(arch, activation_scores(loaded.model, stats))
+
+
+def dense_perplexity(loaded: LoadedModel, spec: EvalSpec, windows: torch.Tensor, progress: bool = True) -> Perplexity:
+    """The dense model's perplexity on ``windows``, cached per model fingerprint and evaluation spec."""
+    key = json.dumps([loaded.fingerprint, asdict(spec) | {"batch_size": None}], sort_keys=True)
+    path = cache_dir("dense_ppl") / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        return Perplexity(**json.loads(path.read_text()))
+    result = perplexity(loaded.model, windows, spec.batch_size, progress, desc="dense perplexity")
+    atomic_write_text(path, json.dumps(asdict(result)))
+    return result
+
+
+def evaluate_architecture(
+    loaded: LoadedModel,
+    arch: Architecture,
+    spec: EvalSpec = EvalSpec(),
+    calibration: CalibrationSpec = CalibrationSpec(),
+    with_dense: bool = True,
+    speed_repeats: int = 5,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Measure ``arch`` on held-out text and return one flat record (the CLI's ``--json`` object)."""
+    parse_dataset(spec.data)
+    arch = with_units(loaded, arch, calibration, progress)
+    pruned = materialize(loaded.model, arch)
+    windows = eval_windows(token_ids(loaded.tokenizer, spec.data), spec.window, spec.max_tokens)
+    result = perplexity(pruned, windows, spec.batch_size, progress, desc="pruned perplexity")
+    costs = cost(arch, seq_len=spec.window)
+    real_params = sum(p.numel() for p in pruned.parameters())
+    record: dict[str, Any] = {
+        "ppl": result.ppl,
+        "nll": result.nll,
+        "params": real_params,
+        "dense_params": costs.dense_params,
+        "removed": 1 - real_params / costs.dense_params,
+        "flops": costs.flops,
+        "dense_flops": costs.dense_flops,
+        "kv_bytes": costs.kv_bytes,
+        "dense_kv_bytes": costs.dense_kv_bytes,
+        "blocks_removed": sum(not layer.keep for layer in arch.layers),
+        "split": spec.data,
+        "window": spec.window,
+        "tokens": int(windows.numel()),
+        "scored_tokens": result.scored_tokens,
+        "fingerprint": loaded.fingerprint,
+        "model": loaded.name,
+        "arch_key": arch.key(),
+        "calibration": asdict(calibration),
+        "versions": environment(),
+    }
+    if with_dense:
+        record["dense_ppl"] = dense_perplexity(loaded, spec, windows, progress).ppl
+        record["ppl_ratio"] = record["ppl"] / record["dense_ppl"]
+    if speed_repeats > 0:
+        speed = compare_speed(loaded.model, pruned, seq_len=spec.window, repeats=speed_repeats)
+        record.update(
+            speed_ratio=speed.ratio,
+            tokens_per_s=speed.tokens_per_s,
+            dense_tokens_per_s=speed.dense_tokens_per_s,
+        )
+    return record

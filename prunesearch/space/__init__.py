@@ -1,0 +1,18 @@
+"""The architecture space: what a pruned model keeps, what it costs, and how to sample it."""
+
+from prunesearch.space.architecture import Architecture, LayerArch
+from prunesearch.space.cost import Cost, cost, flops_per_token, kv_bytes_per_token, param_count
+from prunesearch.space.search_space import SearchSpace
+from prunesearch.space.shape import ModelShape
+
+__all__ = [
+    "Architecture",
+    "Cost",
+    "LayerArch",
+    "ModelShape",
+    "SearchSpace",
+    "cost",
+    "flops_per_token",
+    "kv_bytes_per_token",
+    "param_count",
+]
