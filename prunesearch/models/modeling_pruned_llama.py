@@ -80,13 +80,16 @@ class PrunedAttention(nn.Module):
         self.k_proj = nn.Linear(h, self.kv_heads * self.qk_dim, bias=config.qkv_bias)
         self.v_proj = nn.Linear(h, self.kv_heads * self.v_dim, bias=config.qkv_bias)
         self.o_proj = nn.Linear(q_heads * self.v_dim, h, bias=config.o_bias)
-        pairs = config.layer_rope_pairs[layer_idx]
-        if pairs is None:
+        self.rope_pairs = config.layer_rope_pairs[layer_idx]
+        self.half = config.head_dim // 2
+        if self.rope_pairs is None:
             self.rope_index = None
         else:
-            half = config.head_dim // 2
-            index = torch.tensor([list(p) + [f + half for f in p] for p in pairs], dtype=torch.long)
-            self.register_buffer("rope_index", index, persistent=False)
+            self.register_buffer("rope_index", self.rope_index_values(), persistent=False)
+
+    def rope_index_values(self) -> torch.Tensor:
+        """[kv_heads, qk_dim]: the full-head rotary dims each group keeps (pair firsts, then their partners)."""
+        return torch.tensor([list(p) + [f + self.half for f in p] for p in self.rope_pairs], dtype=torch.long)
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         return x * cos + rotate_half(x) * sin
@@ -183,6 +186,13 @@ class PrunedLlamaPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["PrunedDecoderLayer"]
     _skip_keys_device_placement = ["past_key_values"]
     _supports_sdpa = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Besides the usual init, refill the non-persistent rotary index that loading leaves empty."""
+        super()._init_weights(module)
+        if isinstance(module, PrunedAttention) and module.rope_index is not None:
+            with torch.no_grad():
+                module.rope_index.copy_(module.rope_index_values())
 
 
 class PrunedLlamaModel(PrunedLlamaPreTrainedModel):

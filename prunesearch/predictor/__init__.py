@@ -1,0 +1,1 @@
+"""Predictor: planned (see the issues); intentionally empty until its issue lands."""

@@ -1,0 +1,1 @@
+"""Search: planned (see the issues); intentionally empty until its issue lands."""
