@@ -141,6 +141,74 @@ def export(
 
 
 @app.command()
+def baseline(
+    method: Annotated[str, typer.Option(help="bip, transact, mi, sleb, shortgpt or uniform")],
+    budget: Annotated[float, typer.Option(help="Fraction of total parameters to remove")],
+    model: ModelOpt = "smollm2-135m",
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the architecture JSON")] = None,
+    run_eval: Annotated[bool, typer.Option("--evaluate", help="Also evaluate it beside the dense model")] = False,
+    data: Annotated[str, typer.Option(help="Evaluation split (with --evaluate)")] = "ptb-test",
+    max_tokens: Annotated[Optional[int], typer.Option(help="Evaluate on the first N tokens only")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A published method's own architecture at a budget (its unit choices recorded in the JSON)."""
+    from prunesearch.evaluate import EvalSpec, evaluate_architecture
+    from prunesearch.models import load_model
+    from prunesearch.pruners.baselines import METHODS, baseline as make_baseline
+    from prunesearch.space import cost
+
+    if method not in METHODS:
+        raise PrunesearchError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
+    _quiet_libraries()
+    loaded = load_model(model)
+    arch = make_baseline(method, loaded, budget)
+    if out_path:
+        arch.save(out_path)
+    record: dict = {"method": method, "budget": budget, "arch": str(out_path) if out_path else None,
+                    "removed": cost(arch).removed,
+                    "blocks_removed": [i for i, layer in enumerate(arch.layers) if not layer.keep]}
+    if run_eval:
+        record.update(evaluate_architecture(loaded, arch, EvalSpec(data=data, max_tokens=max_tokens)))
+    if as_json:
+        sys.stdout.write(json.dumps(record) + "\n")
+    elif run_eval:
+        _summary(record)
+    else:
+        out.print(f"{method} at budget {budget}: removes {record['removed']:.2%}, "
+                  f"blocks removed {record['blocks_removed']}" + (f", wrote {out_path}" if out_path else ""))
+
+
+@app.command()
+def scores(model: ModelOpt = "smollm2-135m", as_json: JsonOpt = False) -> None:
+    """Compute and cache every method's importance scores (the search's priors) and show a summary."""
+    from prunesearch.models import load_model
+    from prunesearch.pruners.priors import compute_priors
+
+    _quiet_libraries()
+    loaded = load_model(model)
+    priors = compute_priors(loaded)
+    ranking = {name: _by_redundancy(values) for name, values in priors.block.items()}
+    if as_json:
+        sys.stdout.write(json.dumps({"fingerprint": loaded.fingerprint, "seconds": priors.seconds,
+                                     "block_redundancy": {k: v.tolist() for k, v in priors.block.items()},
+                                     "most_redundant_blocks": ranking}) + "\n")
+        return
+    table = Table(title=f"priors for {model} ({loaded.fingerprint})")
+    table.add_column("step")
+    table.add_column("seconds", justify="right")
+    for step, seconds in priors.seconds.items():
+        table.add_row(step, f"{seconds:.1f}")
+    out.print(table)
+    for name, order in ranking.items():
+        out.print(f"{name:>9}: most redundant blocks first: {order[:10]}")
+
+
+def _by_redundancy(values) -> list[int]:
+    """Block indices by decreasing redundancy (blocks a method never removes are left out)."""
+    return [int(i) for i in values.argsort(descending=True, stable=True) if float(values[i]) > 0]
+
+
+@app.command()
 def info(model: ModelOpt = "smollm2-135m", as_json: JsonOpt = False) -> None:
     """Show a model's shape, parameter count and fingerprint."""
     from prunesearch.models import load_model
@@ -163,7 +231,7 @@ def main() -> None:
     try:
         app()
     except PrunesearchError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.stderr.write(f"error: {' '.join(str(exc).split())}\n")
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -173,8 +173,8 @@ class Architecture:
             raise ArchitectureError(
                 f"architecture has {len(self.layers)} layers, the model has {self.shape.num_layers}"
             )
-        for i, layer in enumerate(self.layers):
-            make_layer(layer.to_dict(), self.shape, f"layers[{i}]")
+        layers = tuple(make_layer(layer.to_dict(), self.shape, f"layers[{i}]") for i, layer in enumerate(self.layers))
+        object.__setattr__(self, "layers", layers)
 
     @classmethod
     def dense(cls, shape: ModelShape) -> "Architecture":

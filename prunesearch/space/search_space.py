@@ -15,8 +15,8 @@ GENES = ("keep", "kv_heads", "q_per_kv", "qk_dim", "v_dim", "mlp")
 
 
 def _grid(maximum: int, step: int, minimum: int) -> list[int]:
-    values = [v for v in range(step, maximum, step) if v >= minimum]
-    return sorted({minimum, *values, maximum}) if minimum > 0 else sorted({*values, maximum})
+    """``minimum``, the multiples of ``step`` above it, and ``maximum``."""
+    return sorted({minimum, *(v for v in range(step, maximum, step) if v > minimum), maximum})
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,8 @@ class SearchSpace:
             if 0 <= pos < len(options):
                 trial = [dict(x) for x in genes]
                 trial[i][g] = options[pos]
-                if abs(params(trial) - target) < abs(gap):
+                emptied = trial[i]["kv_heads"] == 0 and trial[i]["mlp"] == 0
+                if not (emptied and i in self.protected) and abs(params(trial) - target) < abs(gap):
                     genes = trial
         return None
 

@@ -59,7 +59,12 @@ class ModelShape:
         unknown = set(data) - names
         if unknown:
             raise ArchitectureError(f"unknown model dimension(s): {', '.join(sorted(unknown))}")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ArchitectureError(f"incomplete model dimensions: {exc}") from None
+        missing = names - set(data)
+        if missing:
+            raise ArchitectureError(f"incomplete model dimensions: missing {', '.join(sorted(missing))}")
+        for f in fields(cls):
+            value = data[f.name]
+            wanted = bool if f.type in (bool, "bool") else int
+            if type(value) is not wanted or (wanted is int and value < 1):
+                raise ArchitectureError(f"model dimension {f.name} must be a{' positive integer' if wanted is int else ' boolean'}, got {value!r}")
+        return cls(**data)

