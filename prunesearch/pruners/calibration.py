@@ -29,13 +29,19 @@ class CalibrationSpec:
     length: int = 256
     seed: int = 0
     batch_size: int = 8
+    boundary_tokens: int = 2048
+    boundary_rank: int = 64
+    lipschitz_tokens: int = 16
 
     def key(self, fingerprint: str) -> str:
         spec = {k: v for k, v in asdict(self).items() if k != "batch_size"}
         return hashlib.sha256(json.dumps([fingerprint, spec], sort_keys=True).encode()).hexdigest()[:16]
 
 
-STAT_NAMES = ("mlp_abs", "mlp_sq", "attn_abs", "attn_sq", "head_out", "q_pair_sq", "k_pair_sq", "block_cos")
+STAT_NAMES = (
+    "mlp_abs", "mlp_sq", "attn_abs", "attn_sq", "head_out", "q_pair_sq", "k_pair_sq", "block_cos",
+    "mlp_lipschitz", "boundary",
+)
 
 
 @dataclass
@@ -48,6 +54,11 @@ class CalibrationStats:
     - ``q_pair_sq`` [L, H, D/2] / ``k_pair_sq`` [L, KV, D/2]: squared norm of each rotary pair of queries/keys
       (rotation leaves a pair's norm unchanged, so pre-rotary values serve).
     - ``block_cos`` [L]: cosine similarity of each block's input and output hidden state.
+    - ``mlp_lipschitz`` [L]: mean over sampled tokens and heads of ||MLP(n(H)) - MLP(n(H - c_h))|| / ||c_h||,
+      how strongly the MLP sublayer amplifies a head's removal (c_h) on its way to the block output: the
+      empirical Lipschitz constant LLM-BIP's head bound needs.
+    - ``boundary`` [L+1, n, r]: hidden states at the block boundaries (i: input of block i, L: output of the
+      last block) for the same ``n`` sampled tokens, each boundary reduced to ``r`` dims by its own PCA (MI-PRUN).
     """
 
     tokens: int
@@ -59,6 +70,8 @@ class CalibrationStats:
     q_pair_sq: torch.Tensor
     k_pair_sq: torch.Tensor
     block_cos: torch.Tensor
+    mlp_lipschitz: torch.Tensor
+    boundary: torch.Tensor
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -76,16 +89,41 @@ def _pair_sq(x: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
     return x.pow(2).sum(dim=(0, 2))
 
 
+def _pca(states: torch.Tensor, rank: int) -> torch.Tensor:
+    """Project centred [n, h] states on their top ``rank`` principal directions."""
+    centred = states - states.mean(0, keepdim=True)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ v[:rank].T
+
+
+def _rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The block's RMSNorm applied by hand (calling the module would re-enter its hooks)."""
+    return norm.weight.float() * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+
+
 @torch.no_grad()
-def collect(model: PreTrainedModel, windows: torch.Tensor, batch_size: int = 8, progress: bool = True) -> CalibrationStats:
-    """Run ``model`` over ``windows`` [n, length] once and reduce every statistic on the fly."""
+def collect(model: PreTrainedModel, windows: torch.Tensor, batch_size: int = 8, progress: bool = True,
+            boundary_tokens: int = 2048, boundary_rank: int = 64, lipschitz_tokens: int = 16) -> CalibrationStats:
+    """Run ``model`` over ``windows`` [n, length] once and reduce every statistic on the fly.
+
+    ``boundary_tokens`` evenly spaced calibration tokens keep their boundary hidden states (PCA-reduced to
+    ``boundary_rank`` dims at the end); ``lipschitz_tokens`` per batch probe each MLP's Lipschitz constant.
+    """
     s = ModelShape.from_config(model.config)
     L, H, KV, D = s.num_layers, s.num_heads, s.num_kv_heads, s.head_dim
     stats = {
         "mlp_abs": torch.zeros(L, s.intermediate_size), "mlp_sq": torch.zeros(L, s.intermediate_size),
         "attn_abs": torch.zeros(L, H * D), "attn_sq": torch.zeros(L, H * D), "head_out": torch.zeros(L, H),
         "q_pair_sq": torch.zeros(L, H, D // 2), "k_pair_sq": torch.zeros(L, KV, D // 2), "block_cos": torch.zeros(L),
+        "mlp_lipschitz": torch.zeros(L),
     }
+    per_batch = windows.shape[1] * min(batch_size, len(windows))
+    stride = max(1, windows.numel() // boundary_tokens)
+    lip_stride = max(1, per_batch // lipschitz_tokens)
+    boundary: list[list[torch.Tensor]] = [[] for _ in range(L + 1)]
+    probes: dict[int, torch.Tensor] = {}
+    lip_count = [0] * L
+    probing = [False]
     handles = []
 
     def add(name: str, i: int, value: torch.Tensor) -> None:
@@ -95,6 +133,8 @@ def collect(model: PreTrainedModel, windows: torch.Tensor, batch_size: int = 8, 
         w_o = block.self_attn.o_proj.weight.float().view(s.hidden_size, H, D)
 
         def down_in(_m, args, i=i):
+            if probing[0]:
+                return
             a = args[0].reshape(-1, s.intermediate_size).float()
             add("mlp_abs", i, a.abs().sum(0))
             add("mlp_sq", i, a.pow(2).sum(0))
@@ -105,6 +145,19 @@ def collect(model: PreTrainedModel, windows: torch.Tensor, batch_size: int = 8, 
             add("attn_sq", i, z.pow(2).sum(0))
             contrib = torch.einsum("nhd,ohd->nho", z.view(-1, H, D), w_o)
             add("head_out", i, contrib.norm(dim=-1).sum(0))
+            probes[i] = contrib[::lip_stride]
+
+        def mlp_probe(_m, args, i=i, block=block):
+            h = args[0].reshape(-1, s.hidden_size)[::lip_stride].float()
+            c = probes.pop(i)
+            probing[0] = True
+            base = block.mlp(_rms_norm(block.post_attention_layernorm, h).to(args[0].dtype)).float()
+            shifted = _rms_norm(block.post_attention_layernorm, h[:, None] - c).to(args[0].dtype)
+            moved = (block.mlp(shifted).float() - base[:, None]).norm(dim=-1)
+            probing[0] = False
+            ratio = moved / c.norm(dim=-1).clamp_min(1e-12)
+            add("mlp_lipschitz", i, ratio.sum())
+            lip_count[i] += ratio.numel()
 
         def q_out(_m, _args, out, i=i):
             add("q_pair_sq", i, _pair_sq(out, H, D))
@@ -116,10 +169,14 @@ def collect(model: PreTrainedModel, windows: torch.Tensor, batch_size: int = 8, 
             x_in = (args[0] if args else kwargs["hidden_states"]).float()
             x_out = (out[0] if isinstance(out, tuple) else out).float()
             add("block_cos", i, torch.nn.functional.cosine_similarity(x_in, x_out, dim=-1).sum())
+            if i == 0:
+                boundary[0].append(x_in.reshape(-1, s.hidden_size)[::stride].cpu())
+            boundary[i + 1].append(x_out.reshape(-1, s.hidden_size)[::stride].cpu())
 
         handles += [
             block.mlp.down_proj.register_forward_pre_hook(down_in),
             block.self_attn.o_proj.register_forward_pre_hook(o_in),
+            block.post_attention_layernorm.register_forward_pre_hook(mlp_probe),
             block.self_attn.q_proj.register_forward_hook(q_out),
             block.self_attn.k_proj.register_forward_hook(k_out),
             block.register_forward_hook(block_io, with_kwargs=True),
@@ -131,7 +188,9 @@ def collect(model: PreTrainedModel, windows: torch.Tensor, batch_size: int = 8, 
     finally:
         for handle in handles:
             handle.remove()
-    return CalibrationStats(tokens=int(windows.numel()), **stats)
+    stats["mlp_lipschitz"] /= torch.tensor(lip_count).clamp_min(1)
+    reduced = torch.stack([_pca(torch.cat(states), boundary_rank) for states in boundary])
+    return CalibrationStats(tokens=int(windows.numel()), boundary=reduced, **stats)
 
 
 def calibrate(model: PreTrainedModel, tokenizer, fingerprint: str, spec: CalibrationSpec = CalibrationSpec(),
@@ -142,6 +201,7 @@ def calibrate(model: PreTrainedModel, tokenizer, fingerprint: str, spec: Calibra
         return CalibrationStats.from_bytes(path.read_bytes())
     ids = token_ids(tokenizer, spec.data)
     windows = calibration_windows(ids, spec.count, spec.length, spec.seed)
-    stats = collect(model, windows, spec.batch_size, progress)
+    stats = collect(model, windows, spec.batch_size, progress, spec.boundary_tokens, spec.boundary_rank,
+                    spec.lipschitz_tokens)
     atomic_write_bytes(path, stats.to_bytes())
     return stats

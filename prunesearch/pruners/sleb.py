@@ -1,0 +1,218 @@
+"""SLEB: greedy elimination of redundant transformer blocks by calibration loss (Song et al., ICML 2024).
+
+SLEB (arXiv 2402.09025, code at github.com/jiwonsong-dev/SLEB) removes whole decoder blocks one at a time. At each
+step it tries skipping every remaining block of the *current*, already pruned model, measures the language-modeling
+loss on calibration text, and removes the block whose absence hurts least. Re-measuring after every removal is the
+point of the method: a block that looks redundant in the dense model may stop being so once a neighbour is gone.
+The first and last blocks are never candidates (the paper's "barriers"; here they are also measured to be the
+fragile ones, see docs). Because each step only extends the previous one, the removal order is prefix-consistent:
+the first k entries of a longer order are the order for budget k.
+
+Cost. Skipping block j changes nothing before j, so the hidden states entering every remaining block are cached for
+all calibration windows; scoring candidate j runs only the blocks after it, then the final norm and the lm_head.
+After a removal the cache is refreshed from the removed block on. Memory: (blocks + 1) x windows x length x hidden
+floats (SmolLM2-135M with the default spec: 31 x 8 x 128 x 576 x 4 B = 73 MB). ``reuse=False`` runs a full forward
+per candidate instead; both paths run the same batched operations, so they score identically.
+
+Calibration differs from the reference code, which joins 128 shuffled WikiText-2 *rows* and cuts 2048-token
+windows from them (a few windows, a few thousand tokens). WikiText-2 is not installable here and a 2048-token
+forward per candidate is too slow on a 2-core CPU, so the default is 8 windows x 128 tokens (1,024 tokens) of PTB
+train drawn at seeded random offsets, the project's calibration split. The score is the mean next-token cross
+entropy over those windows (the reference sums it; with equal-length windows the ranking is the same).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+from prunesearch.data import calibration_windows, token_ids
+from prunesearch.errors import ArchitectureError, BudgetError
+from prunesearch.paths import atomic_write_text, cache_dir
+
+_CACHE_VERSION = "sleb-v1"
+
+
+@dataclass(frozen=True)
+class SlebSpec:
+    """SLEB's calibration: ``count`` windows of ``length`` tokens drawn with ``seed`` from ``data``.
+
+    ``protected`` lists blocks that are never removed; None means the first and the last block, as in the paper.
+    ``batch_size`` only trades memory (its logits are batch x length x vocab floats) for speed.
+    """
+
+    data: str = "ptb-train"
+    count: int = 8
+    length: int = 128
+    seed: int = 0
+    protected: tuple[int, ...] | None = None
+    batch_size: int = 8
+
+    def key(self, fingerprint: str) -> str:
+        spec = {k: v for k, v in asdict(self).items() if k != "batch_size"}
+        payload = json.dumps([_CACHE_VERSION, fingerprint, spec], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def removable_blocks(num_layers: int, protected: Iterable[int] | None = None) -> list[int]:
+    """The blocks SLEB may remove: all but ``protected`` (default: the first and the last)."""
+    guarded = {0, num_layers - 1} if protected is None else set(protected)
+    outside = sorted(i for i in guarded if not 0 <= i < num_layers)
+    if outside:
+        raise ArchitectureError(f"protected block(s) {outside} out of range for a model of {num_layers} blocks")
+    return [i for i in range(num_layers) if i not in guarded]
+
+
+def _check_budget(n_remove: int, removable: list[int]) -> None:
+    if n_remove < 0:
+        raise BudgetError(f"cannot remove a negative number of blocks ({n_remove})")
+    if n_remove > len(removable):
+        raise BudgetError(
+            f"cannot remove {n_remove} blocks: only {len(removable)} are removable "
+            f"(protected blocks are never removed; removable: {removable})"
+        )
+
+
+class BlockRunner:
+    """Drives a dense decoder one block at a time over fixed calibration windows, as ``LlamaModel.forward`` does.
+
+    Hidden states are kept as one tensor per batch of windows, so every path through the blocks runs exactly the
+    same batched operations. Rotary embeddings and causal masks depend only on positions and are built once; masks
+    come from the same transformers helpers the model uses (None under SDPA, which then takes its causal path).
+    """
+
+    def __init__(self, model: PreTrainedModel, windows: torch.Tensor, batch_size: int) -> None:
+        self.model = model
+        self.batches = list(windows.to(model.device).split(batch_size))
+        config = model.config
+        self.position_ids = torch.arange(windows.shape[1], device=model.device)[None]
+        sliding = _sliding_layers(config)
+        self.masks: list[list[torch.Tensor | None]] = []
+        for embeds in self.embed():
+            kwargs = dict(config=config, inputs_embeds=embeds, attention_mask=None, past_key_values=None,
+                          position_ids=self.position_ids)
+            full = create_causal_mask(**kwargs)
+            window = create_sliding_window_causal_mask(**kwargs) if any(sliding) else None
+            self.masks.append([window if s else full for s in sliding])
+        self.position_embeddings = model.model.rotary_emb(embeds, position_ids=self.position_ids)
+
+    def embed(self) -> list[torch.Tensor]:
+        return [self.model.model.embed_tokens(ids) for ids in self.batches]
+
+    def block(self, index: int, states: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The output of block ``index`` for the given input states."""
+        layer = self.model.model.layers[index]
+        return [
+            layer(h, attention_mask=masks[index], position_embeddings=self.position_embeddings,
+                  position_ids=self.position_ids, use_cache=False)
+            for h, masks in zip(states, self.masks)
+        ]
+
+    def run(self, blocks: Iterable[int], states: list[torch.Tensor]) -> list[torch.Tensor]:
+        for index in blocks:
+            states = self.block(index, states)
+        return states
+
+    def head(self, states: torch.Tensor) -> torch.Tensor:
+        """Logits from one batch of last-block output states."""
+        return self.model.lm_head(self.model.model.norm(states))
+
+    def nll(self, states: list[torch.Tensor]) -> float:
+        """Mean next-token cross entropy over all windows, from the last block's output states."""
+        total, count = 0.0, 0
+        for h, ids in zip(states, self.batches):
+            logits = self.head(h)[:, :-1]
+            targets = ids[:, 1:]
+            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                                     reduction="sum").item()
+            count += targets.numel()
+        return total / count
+
+
+def _sliding_layers(config) -> list[bool]:
+    """Which layers use a sliding-window mask: per ``layer_types`` (qwen2), else all when ``sliding_window`` is set
+    (mistral), else none (llama)."""
+    types = getattr(config, "layer_types", None)
+    if types is not None:
+        return [t == "sliding_attention" for t in types[: config.num_hidden_layers]]
+    return [getattr(config, "sliding_window", None) is not None] * config.num_hidden_layers
+
+
+@torch.no_grad()
+def sleb_order(model: PreTrainedModel, windows: torch.Tensor, n_remove: int, protected: Iterable[int] | None = None,
+               reuse: bool = True, progress: bool = True, batch_size: int = 8) -> list[int]:
+    """SLEB's greedy removal order on ``windows`` [n, length]: element k is the block removed at step k.
+
+    The model is not modified (blocks are skipped, not deleted). ``reuse=False`` re-runs the full forward for
+    every candidate; it exists to measure what prefix reuse saves and gives the same order.
+    """
+    num_layers = len(model.model.layers)
+    removable = removable_blocks(num_layers, protected)
+    _check_budget(n_remove, removable)
+    runner = BlockRunner(model, windows, batch_size)
+    kept = list(range(num_layers))
+    inputs: dict[int, list[torch.Tensor]] = {}
+    if reuse and n_remove:
+        _refresh(runner, kept, 0, runner.embed(), inputs)
+    order: list[int] = []
+    total = sum(len(removable) - step for step in range(n_remove))
+    with tqdm(total=total, desc="sleb", disable=not progress, leave=False) as bar:
+        for step in range(n_remove):
+            bar.set_description(f"sleb step {step + 1}/{n_remove}")
+            best, best_nll = -1, float("inf")
+            for j in (i for i in kept if i in removable):
+                position = kept.index(j)
+                if reuse:
+                    states = runner.run(kept[position + 1:], inputs[j])
+                else:
+                    states = runner.run(kept[:position] + kept[position + 1:], runner.embed())
+                nll = runner.nll(states)
+                if nll < best_nll:
+                    best, best_nll = j, nll
+                bar.update()
+                bar.set_postfix(best=best, nll=f"{best_nll:.4f}")
+            position = kept.index(best)
+            kept.remove(best)
+            order.append(best)
+            if reuse and len(order) < n_remove:
+                _refresh(runner, kept, position, inputs.pop(best), inputs)
+    return order
+
+
+def _refresh(runner: BlockRunner, kept: list[int], position: int, states: list[torch.Tensor],
+             inputs: dict[int, list[torch.Tensor]]) -> None:
+    """Recompute the cached input states of ``kept[position:]``, starting from ``states`` entering that slot."""
+    blocks = kept[position:]
+    if blocks:
+        inputs[blocks[0]] = states
+    for previous, index in zip(blocks, blocks[1:]):
+        states = runner.block(previous, states)
+        inputs[index] = states
+
+
+def sleb(model: PreTrainedModel, tokenizer, fingerprint: str, n_remove: int, spec: SlebSpec = SlebSpec(),
+         progress: bool = True) -> list[int]:
+    """SLEB's removal order for ``n_remove`` blocks, cached on disk per model fingerprint and spec.
+
+    Orders are prefix-consistent, so a cached order for a larger budget answers a smaller one without recomputing.
+    """
+    _check_budget(n_remove, removable_blocks(len(model.model.layers), spec.protected))
+    folder = cache_dir("sleb")
+    key = spec.key(fingerprint)
+    for path in sorted(folder.glob(f"{key}-n*.json")):
+        cached = json.loads(path.read_text())["order"]
+        if len(cached) >= n_remove:
+            return cached[:n_remove]
+    windows = calibration_windows(token_ids(tokenizer, spec.data), spec.count, spec.length, spec.seed)
+    order = sleb_order(model, windows, n_remove, spec.protected, progress=progress, batch_size=spec.batch_size)
+    record = {"fingerprint": fingerprint, "spec": asdict(spec), "order": order}
+    atomic_write_text(folder / f"{key}-n{n_remove}.json", json.dumps(record))
+    return order

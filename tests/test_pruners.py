@@ -1,0 +1,142 @@
+"""Scores, allocation rules and baselines on a tiny random GQA LLaMA (mechanics; real-model figures are in
+BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from prunesearch.errors import BudgetError, PrunesearchError
+from prunesearch.models import load_model
+from prunesearch.pruners import collect, materialize
+from prunesearch.pruners.allocation import global_width, remove_blocks, uniform_mlp_cut, target_params
+from prunesearch.pruners.baselines import METHODS, baseline
+from prunesearch.pruners.bip import bip_scores
+from prunesearch.pruners.calibration import CalibrationSpec
+from prunesearch.pruners.priors import compute_priors, layer_features
+from prunesearch.pruners.scores import activation_scores
+from prunesearch.pruners.shortgpt import block_influence, shortgpt_order
+from prunesearch.pruners.sleb import SlebSpec
+from prunesearch.space import Architecture, ModelShape, SearchSpace, cost, param_count
+
+WINDOWS = torch.randint(0, 23, (6, 32), generator=torch.Generator().manual_seed(0))
+SMALL = CalibrationSpec(count=4, length=32, boundary_tokens=64, boundary_rank=8, lipschitz_tokens=8)
+
+
+def planted():
+    """A tiny model with MLP channel 5 of layer 1, query head 4 of layer 2 and block 2 made useless."""
+    model = tiny_model("llama")
+    D = model.config.head_dim
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight[:, 5] = 0
+        model.model.layers[2].self_attn.o_proj.weight[:, 4 * D:5 * D] = 0
+        model.model.layers[2].self_attn.o_proj.weight[:, :] *= 1e-4
+        model.model.layers[2].mlp.down_proj.weight[:, :] *= 1e-4
+    return model
+
+
+@pytest.fixture(scope="module")
+def stats():
+    return collect(planted(), WINDOWS, batch_size=4, progress=False, boundary_tokens=64, boundary_rank=8,
+                   lipschitz_tokens=8)
+
+
+@pytest.mark.parametrize("score_fn", [activation_scores, bip_scores])
+def test_unit_scores_shapes_determinism_and_planted_units(stats, score_fn):
+    model = planted()
+    s = ModelShape.from_config(model.config)
+    scores = score_fn(model, stats)
+    assert scores.mlp.shape == (s.num_layers, s.intermediate_size)
+    assert scores.heads.shape == (s.num_layers, s.num_heads)
+    assert scores.v_dims.shape == (s.num_layers, s.num_kv_heads, s.head_dim)
+    assert scores.qk_pairs.shape == (s.num_layers, s.num_kv_heads, s.head_dim // 2)
+    again = score_fn(model, collect(planted(), WINDOWS, batch_size=4, progress=False, boundary_tokens=64,
+                                    boundary_rank=8, lipschitz_tokens=8))
+    assert torch.equal(scores.mlp, again.mlp) and torch.equal(scores.heads, again.heads)
+    assert int(scores.mlp[1].argmin()) == 5
+    assert int(scores.heads[2].argmin()) == 4
+
+
+def test_bip_amplifies_heads_by_the_measured_mlp_lipschitz_constant(stats):
+    model = planted()
+    assert (stats.mlp_lipschitz > 0).all()
+    ratio = bip_scores(model, stats).heads / activation_scores(model, stats).heads
+    torch.testing.assert_close(ratio[:, 0], 1 + stats.mlp_lipschitz)
+
+
+def test_shortgpt_ranks_the_near_identity_block_first(stats):
+    assert shortgpt_order(stats)[0] == 2
+    assert block_influence(stats).shape == (4,)
+
+
+@pytest.mark.parametrize("budget", [0.1, 0.2, 0.3])
+def test_allocation_rules_land_on_the_budget(stats, budget):
+    model = planted()
+    shape = ModelShape.from_config(model.config)
+    scores = activation_scores(model, stats)
+    results = [
+        uniform_mlp_cut(Architecture.dense(shape), target_params(shape, budget), scores),
+        global_width(shape, bip_scores(model, stats), budget),
+        remove_blocks(shape, lambda n: shortgpt_order(stats)[:n], budget, scores),
+    ]
+    for arch in results:
+        assert arch.has_indices
+        assert abs(cost(arch).removed - budget) <= 0.01
+        assert sum(p.numel() for p in materialize(model, arch).parameters()) == param_count(arch)
+
+
+def test_global_width_spends_the_budget_on_the_useless_block_first(stats):
+    model = planted()
+    arch = global_width(ModelShape.from_config(model.config), bip_scores(model, stats), 0.1)
+    assert not arch.layers[2].keep or arch.layers[2].mlp < model.config.intermediate_size
+
+
+def test_impossible_budgets_are_refused(stats):
+    model = planted()
+    shape = ModelShape.from_config(model.config)
+    with pytest.raises(BudgetError):
+        target_params(shape, 1.2)
+    with pytest.raises(BudgetError):
+        uniform_mlp_cut(Architecture.dense(shape), 0, activation_scores(model, stats))
+
+
+@pytest.fixture(scope="module")
+def tiny_loaded(tiny_dir):
+    return load_model(str(tiny_dir))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_baseline_lands_within_one_percent(tiny_loaded, method):
+    for budget in (0.1, 0.2, 0.3):
+        arch = baseline(method, tiny_loaded, budget, SMALL, SlebSpec(count=2, length=32), progress=False)
+        assert abs(cost(arch).removed - budget) <= 0.01
+        assert arch.has_indices and arch.meta["method"] == method
+        again = Architecture.from_json(arch.to_json(), arch.shape)
+        assert again == arch
+
+
+def test_block_baselines_never_remove_protected_blocks(tiny_loaded):
+    for method in ("mi", "sleb"):
+        arch = baseline(method, tiny_loaded, 0.3, SMALL, SlebSpec(count=2, length=32), progress=False)
+        assert arch.layers[0].keep and arch.layers[-1].keep
+
+
+def test_unknown_method_and_impossible_budget(tiny_loaded):
+    with pytest.raises(PrunesearchError, match="unknown method"):
+        baseline("magnitude", tiny_loaded, 0.2)
+    with pytest.raises(BudgetError):
+        baseline("uniform", tiny_loaded, 0.95, SMALL)
+
+
+def test_priors_give_per_layer_features(tiny_loaded):
+    priors = compute_priors(tiny_loaded, SMALL, SlebSpec(count=2, length=32), sleb_blocks=2, progress=False)
+    shape = ModelShape.from_config(tiny_loaded.model.config)
+    arch = SearchSpace(shape, mlp_step=8, dim_step=2).sample_at_budget(0.3, 0)
+    features = layer_features(priors, arch)
+    assert set(priors.block) == {"mi", "shortgpt", "sleb"}
+    for values in features.values():
+        assert values.shape == (shape.num_layers,)
+        assert ((values >= 0) & (values <= 1 + 1e-6)).all()
+    dense = layer_features(priors, Architecture.dense(shape))
+    assert all(v == pytest.approx(1.0) for v in dense["bip_mlp_mass"])
