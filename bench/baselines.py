@@ -47,24 +47,13 @@ def main() -> None:
     loaded = load_model(args.model)
     cold_cache()
     from prunesearch.evaluate import EvalSpec, evaluate_architecture
-    from prunesearch.pruners.baselines import METHODS, baseline
-    from prunesearch.pruners.priors import compute_priors
-    from prunesearch.pruners.sleb import SlebSpec, sleb_order
-    from prunesearch.data import calibration_windows, token_ids
+    from prunesearch.pruners.baselines import baseline
 
-    priors = compute_priors(loaded, sleb_blocks=11)
-    seconds = dict(priors.seconds)
-    spec = SlebSpec()
-    windows = calibration_windows(token_ids(loaded.tokenizer, spec.data), spec.count, spec.length, spec.seed)
-    for reuse in (True, False):
-        start = time.perf_counter()
-        sleb_order(loaded.model, windows, 2, reuse=reuse, progress=False)
-        seconds[f"sleb, 2 blocks, {'prefix reuse' if reuse else 'naive'}"] = time.perf_counter() - start
-
+    seconds = score_times(loaded)
     rows = []
     dense = {}
-    for method in METHODS:
-        for budget in BUDGETS:
+    for method in ("uniform", "bip", "shortgpt", "mi", "transact", "sleb"):
+        for budget in sorted(BUDGETS, reverse=True):
             start = time.perf_counter()
             arch = baseline(method, loaded, budget)
             build = time.perf_counter() - start
@@ -81,10 +70,58 @@ def main() -> None:
                                speed_ratio=rec["speed_ratio"], tokens=rec["tokens"], fingerprint=rec["fingerprint"])
             rows.append(row)
             print(json.dumps(row), flush=True)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            args.results.write_text(json.dumps({"dense": dense, "rows": rows, "seconds": seconds}, indent=1))
+            if args.write:
+                write(args.write, dense, rows, seconds, args.max_tokens, loaded.fingerprint)
+    seconds.update(sleb_step_times(loaded))
     args.results.write_text(json.dumps({"dense": dense, "rows": rows, "seconds": seconds}, indent=1))
     if args.write:
         write(args.write, dense, rows, seconds, args.max_tokens, loaded.fingerprint)
+
+
+def timed(seconds: dict, name: str, fn):
+    start = time.perf_counter()
+    result = fn()
+    seconds[name] = time.perf_counter() - start
+    return result
+
+
+def score_times(loaded) -> dict:
+    """Wall time of the shared calibration pass and of each score derived from it (cold cache)."""
+    from prunesearch.pruners.bip import bip_scores
+    from prunesearch.pruners.calibration import CalibrationSpec, calibrate
+    from prunesearch.pruners.mi_prun import block_mi, fast_block_select
+    from prunesearch.pruners.scores import activation_scores
+    from prunesearch.pruners.shortgpt import shortgpt_order
+    from prunesearch.pruners.transact import transact_scores
+    from prunesearch.space import ModelShape
+
+    seconds: dict = {}
+    model, shape = loaded.model, ModelShape.from_config(loaded.model.config)
+    stats = timed(seconds, "calibration pass (32 x 256 PTB-train tokens, all statistics)",
+                  lambda: calibrate(model, loaded.tokenizer, loaded.fingerprint, CalibrationSpec()))
+    timed(seconds, "activation-aware unit scores", lambda: activation_scores(model, stats))
+    timed(seconds, "LLM-BIP unit scores", lambda: bip_scores(model, stats))
+    timed(seconds, "TransAct unit scores (one step)", lambda: transact_scores(stats, shape))
+    timed(seconds, "ShortGPT block influence", lambda: shortgpt_order(stats))
+    timed(seconds, "MI-PRUN block MI + Fast-Block-Select (8 blocks)",
+          lambda: (block_mi(stats.boundary), fast_block_select(stats.boundary, 8)))
+    return seconds
+
+
+def sleb_step_times(loaded) -> dict:
+    """SLEB's first greedy step with and without prefix reuse, side by side on the default calibration."""
+    from prunesearch.data import calibration_windows, token_ids
+    from prunesearch.pruners.sleb import SlebSpec, sleb_order
+
+    spec, seconds = SlebSpec(), {}
+    windows = calibration_windows(token_ids(loaded.tokenizer, spec.data), spec.count, spec.length, spec.seed)
+    for reuse in (True, False):
+        label = "prefix reuse" if reuse else "naive (full forward per candidate)"
+        timed(seconds, f"SLEB first step (28 candidates, 8 x 128 tokens), {label}",
+              lambda: sleb_order(loaded.model, windows, 1, reuse=reuse, progress=False))
+    return seconds
 
 
 def write(path: Path, dense: dict, rows: list[dict], seconds: dict, max_tokens: int, fingerprint: str) -> None:
@@ -114,18 +151,22 @@ def write(path: Path, dense: dict, rows: list[dict], seconds: dict, max_tokens: 
         f"windows. Dense: PTB-test {dense['ptb-test']:.2f}, wiki-test {dense['wiki-test']:.2f} on the same "
         "tokens. Command: `.venv/bin/python bench/baselines.py --write BENCHMARKS.md`.",
         "",
-        "| method | budget | removed | params | blocks removed | PTB-test ppl | wiki-test ppl | tokens/s vs dense |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        "| method | budget | removed | params | blocks removed | PTB-test ppl | wiki-test ppl | tokens/s vs dense | build s |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['budget']:.0%} | {r['removed']:.2%} | {r['params']:,} | "
-            f"{r['blocks_removed'] or '-'} | {r['ptb-test']:.1f} | {r['wiki-test']:.1f} | {r['speed_ratio']:.2f}x |"
+            f"{r['blocks_removed'] or '-'} | {r['ptb-test']:.1f} | {r['wiki-test']:.1f} | {r['speed_ratio']:.2f}x | "
+            f"{r['build_seconds']:.0f} |"
         )
+    budgets = sorted({r["budget"] for r in rows})
     lines += ["", "Best baseline per budget (PTB-test): " + ", ".join(
         f"{b:.0%}: {min((r for r in rows if r['budget'] == b), key=lambda r: r['ptb-test'])['method']}"
-        for b in BUDGETS), "", f"![ppl vs parameters removed]({figure})", "",
-        "Wall time of each score on this 2-core CPU (cold cache):", "", "| step | seconds |", "| --- | ---: |"]
+        for b in budgets), "", f"![ppl vs parameters removed]({figure})", "",
+        "Wall time of each score on this 2-core CPU (cold cache; `build s` above includes SLEB's greedy passes and "
+        "TransAct's re-scoring passes, and is ~0 when the scores were already cached):", "",
+        "| step | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.1f} |" for k, v in seconds.items()]
     text = path.read_text() if path.exists() else ""
     block = f"{BEGIN}\n" + "\n".join(lines) + f"\n{END}"

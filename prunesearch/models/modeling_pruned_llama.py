@@ -117,9 +117,14 @@ class PrunedAttention(nn.Module):
             k, v = cache.update(k, v, self.cache_idx)
         s = k.shape[2]
         attn_mask, causal = _attention_mask(mask, t, s, self.sliding_window, x.device)
+        if self.qk_dim != self.v_dim:
+            # SDPA's fused CPU kernels need equal q/k and v widths (else a math path several times slower):
+            # zero-pad the narrower side for the kernel; zeros add nothing to scores, padded outputs are dropped.
+            width = max(self.qk_dim, self.v_dim)
+            q, k, v = (F.pad(y, (0, width - y.shape[-1])) for y in (q, k, v))
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, is_causal=causal, scale=self.scaling, enable_gqa=self.q_per_kv > 1
-        )
+        )[..., : self.v_dim]
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
 
 

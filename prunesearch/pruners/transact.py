@@ -14,8 +14,8 @@ residual stream directly. Its metric, its allocation rule and its schedule, as t
   (as many as the kept dims need at the current head dim, rounded up), then dims within the kept heads. The code
   shrinks q/k/v/o together (one head_dim per head); so does this rule when the space prunes q/k dims.
 - **Schedule**: several steps, each a linear share of the way to the target, re-scoring the pruned model
-  before the next. The paper fine-tunes between steps (and ~50B tokens after); we do not: each step
-  re-calibrates the masked model on the same calibration windows, training-free.
+  before the next. The paper fine-tunes between steps (the released scripts: 8 steps over ~1B tokens, then 50B
+  tokens of fine-tuning); we do not: each step re-calibrates the masked model on the same windows, training-free.
 
 Adaptations to this project's space (the code handles only multi-head attention, "TODO: support GQA"):
 
@@ -68,9 +68,9 @@ class _Kept:
 
     @classmethod
     def of(cls, shape: ModelShape, arch: Architecture | None = None) -> "_Kept":
-        """Every unit (``arch`` None or dense without indices), else the units ``arch`` keeps."""
+        """Every unit (``arch`` None), else the units ``arch`` keeps (it must carry indices)."""
         L, H, KV, D, I = shape.num_layers, shape.num_heads, shape.num_kv_heads, shape.head_dim, shape.intermediate_size
-        if arch is None or not arch.has_indices:
+        if arch is None:
             return cls(torch.ones(L, I, dtype=torch.bool), torch.ones(L, H, dtype=torch.bool),
                        torch.ones(L, KV, D, dtype=torch.bool), torch.ones(L, KV, D // 2, dtype=torch.bool))
         kept = cls(torch.zeros(L, I, dtype=torch.bool), torch.zeros(L, H, dtype=torch.bool),
@@ -220,7 +220,8 @@ def transact_baseline(loaded: LoadedModel, budget: float, space: SearchSpace,
     Step k of ``steps`` prunes every layer to ``k / steps`` of the final uniform ratio (solved on the dense
     scores), scoring on the model as pruned so far; the last step re-solves the ratio on its own scores so the
     result lands on the budget. The released code defaults to 8 steps with fine-tuning between them; without
-    fine-tuning each step costs only one calibration pass of the masked model over the same windows.
+    fine-tuning each step costs only one calibration pass of the masked model over the same windows. ``meta``
+    records the method, budget, steps, the final ratio of attention dims removed and the MLP channels kept.
     """
     model = loaded.model
     shape = ModelShape.from_config(model.config)
