@@ -18,6 +18,7 @@ from transformers import (
 )
 
 import prunesearch.models  # noqa: F401  (registers the pruned model with the Auto classes)
+from prunesearch.pruners.calibration import CalibrationSpec
 
 TINY = dict(
     hidden_size=48, intermediate_size=80, num_hidden_layers=4, num_attention_heads=6, num_key_value_heads=2,
@@ -47,6 +48,13 @@ def tiny_model(kind: str = "llama", seed: int = 0, **overrides):
         for p in model.parameters():
             p.normal_(0, 0.2) if p.dim() > 1 else p.uniform_(0.5, 1.5)
     return model
+
+
+WINDOWS = torch.randint(0, 23, (6, 32), generator=torch.Generator().manual_seed(0))
+"""Calibration windows over the tiny vocabulary, for scoring tests that need no data set."""
+
+SMALL = CalibrationSpec(count=4, length=32, boundary_tokens=64, boundary_rank=8, lipschitz_tokens=8)
+"""A calibration spec small enough for the tiny checkpoint's tests."""
 
 
 @pytest.fixture(autouse=True)

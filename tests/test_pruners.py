@@ -6,22 +6,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_model
+from conftest import SMALL, WINDOWS, tiny_model
 from prunesearch.errors import BudgetError, PrunesearchError
 from prunesearch.models import load_model
 from prunesearch.pruners import collect, materialize
 from prunesearch.pruners.allocation import global_width, remove_blocks, uniform_mlp_cut, target_params
 from prunesearch.pruners.baselines import METHODS, baseline
 from prunesearch.pruners.bip import bip_scores
-from prunesearch.pruners.calibration import CalibrationSpec
 from prunesearch.pruners.priors import compute_priors, layer_features
 from prunesearch.pruners.scores import activation_scores
 from prunesearch.pruners.shortgpt import block_influence, shortgpt_order
 from prunesearch.pruners.sleb import SlebSpec
 from prunesearch.space import Architecture, ModelShape, SearchSpace, cost, param_count
 
-WINDOWS = torch.randint(0, 23, (6, 32), generator=torch.Generator().manual_seed(0))
-SMALL = CalibrationSpec(count=4, length=32, boundary_tokens=64, boundary_rank=8, lipschitz_tokens=8)
 
 
 def planted():

@@ -5,16 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_model
+from conftest import SMALL, WINDOWS, tiny_model
 from prunesearch.errors import BudgetError
 from prunesearch.models import load_model
 from prunesearch.pruners import collect, materialize
-from prunesearch.pruners.calibration import CalibrationSpec
 from prunesearch.pruners.transact import transact_baseline, transact_scores
 from prunesearch.space import Architecture, ModelShape, SearchSpace, cost, param_count
 
-WINDOWS = torch.randint(0, 23, (6, 32), generator=torch.Generator().manual_seed(0))
-SMALL = CalibrationSpec(count=4, length=32, boundary_tokens=64, boundary_rank=8, lipschitz_tokens=8)
 
 
 def planted():
