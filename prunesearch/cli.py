@@ -92,26 +92,59 @@ def evaluate(
     max_tokens: Annotated[Optional[int], typer.Option(help="Use only the first N tokens of the split")] = None,
     dense: Annotated[bool, typer.Option(help="Also measure the dense model (cached)")] = True,
     speed_repeats: Annotated[int, typer.Option(help="Interleaved timed forwards per model (0: skip)")] = 5,
+    tasks: Annotated[Optional[str], typer.Option(
+        help="Also zero-shot accuracy through lm-eval: comma-separated tasks, or paper7 for the 7-task set")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents of each task")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Materialize an architecture and measure perplexity, cost and speed beside the dense model."""
-    from prunesearch.evaluate import EvalSpec, evaluate_architecture
+    from prunesearch.evaluate import EvalSpec, evaluate_architecture, with_units
+    from prunesearch.evaluate.zeroshot import evaluate_tasks, resolve_tasks
     from prunesearch.models import load_model
+    from prunesearch.pruners import materialize
     from prunesearch.space import Architecture, ModelShape
 
+    if limit is not None and not tasks:
+        raise PrunesearchError("--limit applies to zero-shot tasks: give --tasks too")
+    task_names = resolve_tasks(tasks) if tasks else ()
     _quiet_libraries()
     loaded = load_model(model)
     shape = ModelShape.from_config(loaded.model.config)
     arch = Architecture.load(arch_path, shape) if arch_path else Architecture.dense(shape)
+    if task_names:  # units chosen once, so the zero-shot model is the very one whose perplexity is measured
+        arch = with_units(loaded, arch)
     record = evaluate_architecture(
         loaded, arch, EvalSpec(data=data, window=window, max_tokens=max_tokens), with_dense=dense,
         speed_repeats=speed_repeats,
     )
     record["arch"] = str(arch_path) if arch_path else "dense"
+    if task_names:
+        zero_shot = evaluate_tasks(materialize(loaded.model, arch), loaded.tokenizer, task_names, limit,
+                                   fingerprint=loaded.fingerprint)
+        record.update(tasks=zero_shot["tasks"], zero_shot_avg=zero_shot["zero_shot_avg"], task_limit=limit)
+        record["versions"]["lm_eval"] = zero_shot["lm_eval"]
     if as_json:
         sys.stdout.write(json.dumps(record) + "\n")
     else:
         _summary(record)
+        if task_names:
+            _zero_shot_summary(record)
+
+
+def _zero_shot_summary(record: dict) -> None:
+    """The zero-shot table of ``evaluate``; a --limit is stated beside the numbers it qualifies."""
+    scope = f"first {record['task_limit']} documents per task" if record["task_limit"] else "full splits"
+    if record["task_limit"] and "mmlu" in record["tasks"]:
+        scope += " (per subject for mmlu)"
+    table = Table(title=f"zero-shot accuracy (lm-eval {record['versions']['lm_eval']}, {scope})")
+    for column in ("task", "split", "metric", "value", "stderr", "n"):
+        table.add_column(column, justify="left" if column in ("task", "split", "metric") else "right")
+    for name, row in record["tasks"].items():
+        stderr = f"{row['stderr']:.4f}" if row["stderr"] is not None else "-"
+        table.add_row(name, row["split"], row["metric"], f"{row['value']:.4f}", stderr, f"{row['n']:,}")
+    out.print(table)
+    if record["zero_shot_avg"] is not None:
+        out.print(f"7-task zero-shot average: {record['zero_shot_avg']:.4f} ({scope})")
 
 
 @app.command()
@@ -224,6 +257,69 @@ def info(model: ModelOpt = "smollm2-135m", as_json: JsonOpt = False) -> None:
     else:
         for key, value in record.items():
             out.print(f"{key:>18}: {value}")
+
+
+@app.command()
+def campaign(
+    model: ModelOpt = "smollm2-135m",
+    budget: Annotated[Optional[list[float]], typer.Option(help="Fraction of parameters to remove (repeatable)")] = None,
+    pairs: Annotated[Optional[int], typer.Option(help="Pairs measured before the first predictor fit")] = None,
+    tokens: Annotated[Optional[int], typer.Option(help="Search-time fidelity: validation tokens per pair")] = None,
+    window: Annotated[Optional[int], typer.Option(help="Window length of every perplexity")] = None,
+    rounds: Annotated[Optional[int], typer.Option(help="Search + verify rounds")] = None,
+    verify: Annotated[Optional[int], typer.Option(help="Candidates verified per round and budget")] = None,
+    trials: Annotated[Optional[int], typer.Option(help="Predictor queries per search")] = None,
+    compare_tokens: Annotated[Optional[int], typer.Option(help="Test tokens per split in the final comparison")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Campaign name (default: model and budgets)")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/<name>)")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default SQLite in the run folder)")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="campaign.toml with any of these settings")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the pair design and the search")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Priors, measured pairs, XGBoost predictor, Optuna search, verified winners, comparison and report."""
+    from prunesearch.search.campaign import run_campaign
+    from prunesearch.search.config import CampaignConfig
+    from prunesearch.search.report import Row, comparison_table
+
+    _quiet_libraries()
+    base = CampaignConfig.from_toml(config) if config else CampaignConfig()
+    settings = base.replace(model=None if model == "smollm2-135m" and config else model,
+                            budgets=tuple(budget) if budget else None, pairs=pairs, tokens=tokens, window=window,
+                            rounds=rounds, verify=verify, trials=trials, compare_tokens=compare_tokens, name=name,
+                            storage=storage, seed=seed)
+    run_dir = out_dir or Path("runs") / settings.campaign
+    summary = run_campaign(settings, run_dir, progress=True)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+        return
+    rows = [Row(**{k: v for k, v in r.items()}) for r in summary["comparison"]]
+    if rows:
+        out.print(comparison_table(rows, title=f"campaign {settings.campaign}: test perplexity"))
+    for b, info in summary["best"].items():
+        out.print(f"best at {float(b):.0%}: {info['path']} (fidelity ppl {info['ppl']:.2f}, from {info['sampler']})")
+    out.print(f"predictor: {summary['predictor']}\nreport: {summary['report']}")
+
+
+@app.command("search")
+def search_command(
+    predictor: Annotated[Path, typer.Option(help="A saved predictor folder (runs/<campaign>/predictor)")],
+    budget: Annotated[float, typer.Option(help="Fraction of parameters to remove")],
+    verify: Annotated[int, typer.Option(help="Measure the top K on the predictor's fidelity (loads the model)")] = 0,
+    trials: Annotated[int, typer.Option(help="Predictor queries")] = 2048,
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the best architecture JSON")] = None,
+    seed: Annotated[int, typer.Option(help="Search seed")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reuse a trained predictor for a new budget: no evaluation unless --verify."""
+    from prunesearch.search.reuse import reuse_search
+
+    result = reuse_search(predictor, budget, verify, trials, out_path, seed, progress=not as_json)
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=str) + "\n")
+        return
+    for key, value in result.items():
+        out.print(f"{key:>20}: {value}")
 
 
 def main() -> None:

@@ -9,11 +9,12 @@ import torch
 from conftest import SMALL, WINDOWS, tiny_model
 from prunesearch.errors import BudgetError, PrunesearchError
 from prunesearch.models import load_model
+from prunesearch.predictor import FeatureContext, feature_names, featurize
 from prunesearch.pruners import collect, materialize
 from prunesearch.pruners.allocation import global_width, remove_blocks, uniform_mlp_cut, target_params
 from prunesearch.pruners.baselines import METHODS, baseline
 from prunesearch.pruners.bip import bip_scores
-from prunesearch.pruners.priors import compute_priors, layer_features
+from prunesearch.pruners.priors import compute_priors
 from prunesearch.pruners.scores import activation_scores
 from prunesearch.pruners.shortgpt import block_influence, shortgpt_order
 from prunesearch.pruners.sleb import SlebSpec
@@ -129,11 +130,12 @@ def test_unknown_method_and_impossible_budget(tiny_loaded):
 def test_priors_give_per_layer_features(tiny_loaded):
     priors = compute_priors(tiny_loaded, SMALL, SlebSpec(count=2, length=32), sleb_blocks=2, progress=False)
     shape = ModelShape.from_config(tiny_loaded.model.config)
+    ctx = FeatureContext.from_priors(priors, shape)
     arch = SearchSpace(shape, mlp_step=8, dim_step=2).sample_at_budget(0.3, 0)
-    features = layer_features(priors, arch)
+    names = feature_names(ctx)
+    per_layer = [j for j, name in enumerate(names) if "[" in name]
+    features = featurize([arch], ctx)[0, per_layer]
     assert set(priors.block) == {"mi", "shortgpt", "sleb"}
-    for values in features.values():
-        assert values.shape == (shape.num_layers,)
-        assert ((values >= 0) & (values <= 1 + 1e-6)).all()
-    dense = layer_features(priors, Architecture.dense(shape))
-    assert all(v == pytest.approx(1.0) for v in dense["bip_mlp_mass"])
+    assert ((features >= 0) & (features <= 1 + 1e-6)).all()
+    dense = featurize([Architecture.dense(shape)], ctx)[0]
+    assert all(dense[names.index(f"bip/mlp[{i}]")] == pytest.approx(1.0) for i in range(shape.num_layers))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
+import time
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -14,9 +16,10 @@ import torch
 from prunesearch.data import eval_windows, parse_dataset, token_ids
 from prunesearch.evaluate.perplexity import Perplexity, perplexity
 from prunesearch.evaluate.speed import compare_speed
+from prunesearch.evaluate.store import Fidelity
 from prunesearch.models import LoadedModel
 from prunesearch.paths import atomic_write_text, cache_dir
-from prunesearch.pruners import CalibrationSpec, activation_scores, calibrate, materialize, select_units
+from prunesearch.pruners import CalibrationSpec, UnitScores, activation_scores, calibrate, materialize, select_units
 from prunesearch.space import Architecture, cost
 
 
@@ -110,3 +113,36 @@ def evaluate_architecture(
             dense_tokens_per_s=speed.dense_tokens_per_s,
         )
     return record
+
+
+def measure(loaded: LoadedModel, arch: Architecture, fidelity: Fidelity, scores: UnitScores,
+            progress: bool = False) -> dict[str, Any]:
+    """One search-time pair: ``arch`` (units chosen by ``scores`` unless it names them) materialized and
+    measured on the fidelity's text; ``ppl`` pools every scored token of every data set."""
+    start = time.perf_counter()
+    if not arch.has_indices:
+        arch = select_units(arch, scores)
+    pruned = materialize(loaded.model, arch)
+    total, count, per_split = 0.0, 0, {}
+    for data in fidelity.data:
+        ids = token_ids(loaded.tokenizer, data)
+        windows = eval_windows(ids, fidelity.window, fidelity.tokens // len(fidelity.data))
+        result = perplexity(pruned, windows, progress=progress, desc=f"pair on {data}")
+        per_split[f"ppl_{data}"] = result.ppl
+        total += result.nll * result.scored_tokens
+        count += result.scored_tokens
+    nll = total / count
+    costs = cost(arch, seq_len=fidelity.window)
+    return {
+        "ppl": math.exp(nll) if math.isfinite(nll) and nll < 700 else math.inf,
+        "nll": nll,
+        **per_split,
+        "params": costs.params,
+        "removed": costs.removed,
+        "flops_ratio": costs.flops / costs.dense_flops,
+        "kv_ratio": costs.kv_bytes / costs.dense_kv_bytes,
+        "blocks_removed": sum(not layer.keep for layer in arch.layers),
+        "scored_tokens": count,
+        "seconds": time.perf_counter() - start,
+        "fingerprint": loaded.fingerprint,
+    }

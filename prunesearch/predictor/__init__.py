@@ -1,1 +1,21 @@
-"""Predictor: planned (see the issues); intentionally empty until its issue lands."""
+"""The surrogate a search queries instead of measuring: architecture features -> predicted log-perplexity."""
+
+from prunesearch.predictor.context import FeatureContext
+from prunesearch.predictor.features import feature_names, featurize
+from prunesearch.predictor.metrics import kendall_tau, precision_at_top, rank_report, spearman
+from prunesearch.predictor.model import Predictor
+from prunesearch.predictor.validation import cross_validate, held_out_by_group, learning_curve
+
+__all__ = [
+    "FeatureContext",
+    "Predictor",
+    "cross_validate",
+    "feature_names",
+    "featurize",
+    "held_out_by_group",
+    "kendall_tau",
+    "learning_curve",
+    "precision_at_top",
+    "rank_report",
+    "spearman",
+]

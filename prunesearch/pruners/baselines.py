@@ -8,11 +8,14 @@ whole blocks as fit in the budget, then land on it with the least width cut: the
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import asdict
 
 from prunesearch.errors import BudgetError, PrunesearchError
 from prunesearch.models import LoadedModel
+from prunesearch.paths import cache_dir
 from prunesearch.pruners.allocation import global_width, remove_blocks, target_params, uniform_mlp_cut
 from prunesearch.pruners.bip import bip_scores
 from prunesearch.pruners.calibration import CalibrationSpec, calibrate
@@ -23,6 +26,7 @@ from prunesearch.pruners.sleb import SlebSpec, sleb
 from prunesearch.pruners.transact import transact_baseline
 from prunesearch.space import Architecture, ModelShape, SearchSpace, cost
 
+_CACHE_VERSION = "baseline-v1"
 METHODS = ("bip", "transact", "mi", "sleb", "shortgpt", "uniform")
 TOLERANCE = 0.01
 
@@ -47,13 +51,18 @@ def baseline(
     progress: bool = True,
 ) -> Architecture:
     """The architecture ``method`` picks for removing ``budget`` of the total parameters (within 1%), with unit
-    indices so it materializes reproducibly."""
+    indices so it materializes reproducibly; cached on disk per model fingerprint, method, budget and specs."""
     if method not in METHODS:
         raise PrunesearchError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
     model = loaded.model
     shape = ModelShape.from_config(model.config)
     space = SearchSpace(shape)
     space.check_budget(budget)
+    key = json.dumps([_CACHE_VERSION, loaded.fingerprint, method, budget, asdict(calibration), asdict(sleb_spec)],
+                     sort_keys=True)
+    path = cache_dir("baselines") / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        return Architecture.load(path, shape)
     target = target_params(shape, budget)
     stats = calibrate(model, loaded.tokenizer, loaded.fingerprint, calibration, progress)
     activation = activation_scores(model, stats)
@@ -73,4 +82,6 @@ def baseline(
             "fingerprint": loaded.fingerprint, "calibration": asdict(calibration)}
     if method == "sleb":
         meta["sleb"] = asdict(sleb_spec)
-    return Architecture(arch.shape, arch.layers, {**arch.meta, **meta})
+    result = Architecture(arch.shape, arch.layers, {**arch.meta, **meta})
+    result.save(path)
+    return result

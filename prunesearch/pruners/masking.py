@@ -25,32 +25,37 @@ def _zero_outside(tensor: torch.Tensor, keep: torch.Tensor, dim: int) -> None:
 
 
 @torch.no_grad()
+def mask_layer(block: torch.nn.Module, shape: ModelShape, layer: LayerArch) -> None:
+    """Zero, in place, every unit of one decoder ``block`` that ``layer`` removes (``layer`` carries indices)."""
+    attn, mlp = block.self_attn, block.mlp
+    kept = layer if layer.keep else LayerArch(keep=False)
+    if kept.has_attention:
+        rows = unit_rows(shape, kept)
+        _zero_outside(attn.q_proj.weight, rows["q"], 0)
+        _zero_outside(attn.k_proj.weight, rows["k"], 0)
+        _zero_outside(attn.o_proj.weight, rows["o"], 1)
+        for proj, key in ((attn.q_proj, "q"), (attn.k_proj, "k")):
+            if proj.bias is not None:
+                _zero_outside(proj.bias, rows[key], 0)
+    else:
+        attn.o_proj.weight.zero_()
+        if attn.o_proj.bias is not None:
+            attn.o_proj.bias.zero_()
+    if kept.has_mlp:
+        _zero_outside(mlp.down_proj.weight, torch.tensor(kept.mlp_idx, dtype=torch.long), 1)
+    else:
+        mlp.down_proj.weight.zero_()
+        if mlp.down_proj.bias is not None:
+            mlp.down_proj.bias.zero_()
+
+
+@torch.no_grad()
 def mask_model(dense: PreTrainedModel, arch: Architecture) -> PreTrainedModel:
     """A copy of ``dense`` with every unit ``arch`` removes zeroed (``arch`` must carry unit indices)."""
     shape = ModelShape.from_config(dense.config)
     if not arch.has_indices:
         raise ArchitectureError("the architecture lacks unit indices: select units from importance scores first")
     masked = copy.deepcopy(dense)
-    for i, layer in enumerate(arch.layers):
-        block = masked.model.layers[i]
-        attn, mlp = block.self_attn, block.mlp
-        kept = layer if layer.keep else LayerArch(keep=False)
-        if kept.has_attention:
-            rows = unit_rows(shape, kept)
-            _zero_outside(attn.q_proj.weight, rows["q"], 0)
-            _zero_outside(attn.k_proj.weight, rows["k"], 0)
-            _zero_outside(attn.o_proj.weight, rows["o"], 1)
-            for proj, key in ((attn.q_proj, "q"), (attn.k_proj, "k")):
-                if proj.bias is not None:
-                    _zero_outside(proj.bias, rows[key], 0)
-        else:
-            attn.o_proj.weight.zero_()
-            if attn.o_proj.bias is not None:
-                attn.o_proj.bias.zero_()
-        if kept.has_mlp:
-            _zero_outside(mlp.down_proj.weight, torch.tensor(kept.mlp_idx, dtype=torch.long), 1)
-        else:
-            mlp.down_proj.weight.zero_()
-            if mlp.down_proj.bias is not None:
-                mlp.down_proj.bias.zero_()
+    for block, layer in zip(masked.model.layers, arch.layers):
+        mask_layer(block, shape, layer)
     return masked

@@ -1,8 +1,8 @@
 """All methods' scores for one model, computed once and cached: the search's priors and the predictor's features.
 
 Unit scores (activation, LLM-BIP, TransAct) and block redundancies (MI-PRUN, ShortGPT) come from the single
-calibration pass; SLEB's removal order needs its own passes. ``layer_features`` summarises what an
-architecture keeps in each method's eyes, per layer, for the predictor.
+calibration pass; SLEB's removal order needs its own passes. ``prunesearch.predictor.FeatureContext`` turns them
+into the predictor's lookup tables.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from prunesearch.models import LoadedModel
@@ -21,7 +20,7 @@ from prunesearch.pruners.scores import UnitScores, activation_scores
 from prunesearch.pruners.shortgpt import block_influence
 from prunesearch.pruners.sleb import SlebSpec, sleb
 from prunesearch.pruners.transact import transact_scores
-from prunesearch.space import Architecture, ModelShape
+from prunesearch.space import ModelShape
 
 UNIT_METHODS = ("activation", "bip", "transact")
 BLOCK_METHODS = ("mi", "shortgpt", "sleb")
@@ -69,39 +68,8 @@ def compute_priors(loaded: LoadedModel, calibration: CalibrationSpec = Calibrati
     block = {"mi": _minmax(block_mi(stats.boundary)), "shortgpt": 1 - _minmax(block_influence(stats))}
     seconds["mi + shortgpt"] = time.perf_counter() - start
     start = time.perf_counter()
-    order = sleb(model, loaded.tokenizer, loaded.fingerprint, sleb_blocks, sleb_spec, progress=progress)
+    blocks = min(sleb_blocks, shape.num_layers - 2)
+    order = sleb(model, loaded.tokenizer, loaded.fingerprint, blocks, sleb_spec, progress=progress)
     block["sleb"] = _rank_redundancy(order, shape.num_layers)
     seconds["sleb"] = time.perf_counter() - start
     return Priors(unit=unit, block=block, seconds=seconds)
-
-
-def _kept_mass(scores: torch.Tensor, kept: tuple[int, ...] | None, count: int) -> float:
-    """Fraction of a layer's score mass the kept units hold (top ``count`` when indices are absent)."""
-    total = float(scores.sum())
-    if total <= 0:
-        return count / max(1, len(scores))
-    if kept is None:
-        kept = tuple(torch.topk(scores, count).indices.tolist()) if count else ()
-    return float(scores[list(kept)].sum()) / total
-
-
-def layer_features(priors: Priors, arch: Architecture) -> dict[str, np.ndarray]:
-    """Per-layer prior features of ``arch``: MLP and head score mass kept under each unit method, and each
-    block method's redundancy for the blocks ``arch`` removes (0 for kept blocks)."""
-    shape = arch.shape
-    out: dict[str, np.ndarray] = {}
-    for name, scores in priors.unit.items():
-        groups = scores.kv_groups(shape)
-        mlp, heads = np.zeros(shape.num_layers), np.zeros(shape.num_layers)
-        for i, layer in enumerate(arch.layers):
-            if layer.has_mlp:
-                mlp[i] = _kept_mass(scores.mlp[i], layer.mlp_idx, layer.mlp)
-            if layer.has_attention:
-                share = _kept_mass(groups[i], layer.kv_idx, layer.kv_heads)
-                heads[i] = share * layer.q_per_kv / shape.group_size
-        out[f"{name}_mlp_mass"] = mlp
-        out[f"{name}_head_mass"] = heads
-    removed = np.array([not layer.keep for layer in arch.layers], dtype=float)
-    for name, redundancy in priors.block.items():
-        out[f"{name}_removed_redundancy"] = removed * redundancy.numpy()
-    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -42,6 +43,9 @@ class SearchSpace:
 
     def choices(self) -> dict[str, list[int]]:
         """Allowed values of each gene (the same for every layer; ``keep`` is 0/1)."""
+        return _choices(self)
+
+    def _choices(self) -> dict[str, list[int]]:
         s = self.shape
         return {
             "keep": [0, 1],
@@ -181,6 +185,95 @@ class SearchSpace:
                     genes = trial
         return None
 
+    def repair(self, arch: Architecture, budget: float, slack: float = 0.005) -> Architecture:
+        """``arch`` moved onto the budget by single grid steps: afterwards it removes at least ``budget`` of the
+        total parameters (a search must not win by spending more than it was given) and, where the grid allows,
+        at most ``budget + slack``.
+
+        Too large: cut one MLP step from the widest MLP, or once no MLP is left one attention step. Too small:
+        add one MLP step to the narrowest MLP, else one attention step, else bring back a removed block as one
+        MLP step. The most even change per step keeps the searched allocation's shape. Unit indices are dropped.
+        """
+        self.check_budget(budget)
+        s = self.shape
+        total = param_count(Architecture.dense(s))
+        high, low = (1 - budget) * total, (1 - budget - slack) * total
+        layers = [_genes(layer) for layer in arch.layers]
+        for i in self.protected:
+            layers[i]["keep"] = 1
+        sizes: dict[tuple[int, ...], int] = {}
+
+        def size(genes: dict[str, int]) -> int:
+            key = tuple(genes.values())
+            if key not in sizes:
+                sizes[key] = layer_params(s, self.layer_from_genes(genes))
+            return sizes[key]
+
+        params = fixed_params(s) + sum(size(g) for g in layers)
+        for _ in range(100 * s.num_layers):
+            if params > high:
+                move = self._shrink(layers)
+                if move is None:
+                    raise BudgetError(f"cannot repair the architecture onto budget {budget}")
+            elif params < low:
+                move = self._grow(layers)
+                if move is None:
+                    break
+            else:
+                break
+            i, genes = move
+            new = params + size(genes) - size(layers[i])
+            if params <= high < new:
+                break
+            layers[i], params = genes, new
+        return Architecture(s, tuple(self.layer_from_genes(g) for g in layers), arch.meta)
+
+    def _attention_steps(self, genes: dict[str, int], direction: int) -> dict[str, int] | None:
+        """One attention grid step (dims before heads before groups when shrinking, the reverse when growing)."""
+        choices = self.choices()
+        if direction > 0 and genes["kv_heads"] == 0:
+            return {**genes, "kv_heads": 1, "q_per_kv": 1, "qk_dim": choices["qk_dim"][0], "v_dim": choices["v_dim"][0]}
+        order = ("v_dim", "qk_dim", "q_per_kv", "kv_heads")
+        for gene in order if direction < 0 else reversed(order):
+            options = choices[gene]
+            pos = options.index(genes[gene]) + direction
+            if 0 <= pos < len(options) and (gene == "kv_heads" or pos > 0 or direction > 0 or len(options) == 1):
+                if gene != "kv_heads" and options[pos] == genes[gene]:
+                    continue
+                return {**genes, gene: options[pos]}
+        return None
+
+    def _shrink(self, layers: list[dict[str, int]]) -> tuple[int, dict[str, int]] | None:
+        grid = self.choices()["mlp"]
+        live = [i for i, g in enumerate(layers) if _alive(g)]
+        candidates = [i for i in live if layers[i]["mlp"] > 0
+                      and (i not in self.protected or layers[i]["kv_heads"] > 0 or layers[i]["mlp"] > grid[1])]
+        if candidates:
+            i = max(candidates, key=lambda j: (layers[j]["mlp"], j))
+            return i, {**layers[i], "mlp": grid[grid.index(layers[i]["mlp"]) - 1]}
+        for i in sorted(live, key=lambda j: -layers[j]["kv_heads"]):
+            genes = self._attention_steps(layers[i], -1)
+            if genes is not None and (i not in self.protected or _alive(genes)):
+                return i, genes
+        return None
+
+    def _grow(self, layers: list[dict[str, int]]) -> tuple[int, dict[str, int]] | None:
+        s, grid = self.shape, self.choices()["mlp"]
+        live = [i for i, g in enumerate(layers) if _alive(g)]
+        candidates = [i for i in live if layers[i]["mlp"] < s.intermediate_size]
+        if candidates:
+            i = min(candidates, key=lambda j: (layers[j]["mlp"], j))
+            return i, {**layers[i], "mlp": grid[grid.index(layers[i]["mlp"]) + 1]}
+        for i in sorted(live, key=lambda j: layers[j]["kv_heads"]):
+            genes = self._attention_steps(layers[i], +1)
+            if genes is not None:
+                return i, genes
+        removed = [i for i in range(s.num_layers) if i not in live]
+        if removed:
+            i = removed[0]
+            return i, {"keep": 1, "kv_heads": 0, "q_per_kv": 0, "qk_dim": 0, "v_dim": 0, "mlp": grid[1]}
+        return None
+
     def to_dict(self) -> dict:
         return {**asdict(self), "shape": self.shape.to_dict(), "protected": list(self.protected)}
 
@@ -190,3 +283,19 @@ class SearchSpace:
         data["shape"] = ModelShape.from_dict(data["shape"])
         data["protected"] = tuple(data.get("protected", ()))
         return cls(**data)
+
+
+@lru_cache(maxsize=64)
+def _choices(space: SearchSpace) -> dict[str, list[int]]:
+    return space._choices()
+
+
+def _alive(genes: dict[str, int]) -> bool:
+    """Whether gene values describe a kept block (``layer_from_genes`` would not remove it)."""
+    return bool(genes["keep"]) and (genes["kv_heads"] > 0 or genes["mlp"] > 0)
+
+
+def _genes(layer: LayerArch) -> dict[str, int]:
+    """A layer's gene values (the inverse of ``SearchSpace.layer_from_genes``)."""
+    return {"keep": int(layer.keep), "kv_heads": layer.kv_heads, "q_per_kv": layer.q_per_kv,
+            "qk_dim": layer.qk_dim, "v_dim": layer.v_dim, "mlp": layer.mlp}

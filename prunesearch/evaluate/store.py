@@ -1,0 +1,207 @@
+"""The campaign's persistent, resumable store of architecture -> perplexity pairs, kept as Optuna trials.
+
+Each evaluated architecture is one trial of the study named after the campaign, so a killed campaign resumes
+from its storage (SQLite by default, any Optuna RDB URL, or an in-memory storage for tests) and never evaluates
+an architecture twice: which keys are taken is asked of the storage every time, not remembered in memory.
+
+A trial's value is log(ppl). A collapsed model (ppl inf or nan) is COMPLETE with value +inf, which Optuna 5
+accepts (it refuses only nan): it counts as evaluated, so it is never reserved again, and ``pairs`` leaves it out
+unless asked. The architecture and the record are user attributes holding JSON text written by Python's ``json``
+(non-finite floats as ``Infinity``/``NaN``, which ``json.loads`` reads back exactly); numpy or torch numbers in
+a record are stored as plain Python numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, Trial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
+
+from prunesearch.data import parse_dataset
+from prunesearch.errors import PrunesearchError
+from prunesearch.space import Architecture, SearchSpace
+
+REQUIRED_META = ("fingerprint", "space", "fidelity")
+TAKEN = (TrialState.COMPLETE, TrialState.RUNNING)
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """What text a search-time perplexity is measured on: ``tokens`` in all, split evenly over ``data``."""
+
+    data: tuple[str, ...] = ("ptb-valid", "wiki-valid")
+    tokens: int = 2048
+    window: int = 512
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise PrunesearchError("a fidelity needs at least one data set")
+        for spec in self.data:
+            parse_dataset(spec)
+        if self.window < 1 or self.tokens < self.window * len(self.data):
+            raise PrunesearchError(
+                f"a fidelity of {self.tokens} tokens cannot give each of its {len(self.data)} data set(s) "
+                f"a {self.window}-token window"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "data": list(self.data)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Fidelity":
+        return cls(**{**data, "data": tuple(data["data"])})
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One evaluated architecture: its trial number, who proposed it, and its evaluation record."""
+
+    number: int
+    arch: Architecture
+    sampler: str
+    record: dict[str, Any] = field(hash=False)
+
+    @property
+    def ppl(self) -> float:
+        return float(self.record["ppl"])
+
+    @property
+    def collapsed(self) -> bool:
+        return not math.isfinite(self.ppl)
+
+
+def default_storage(run_dir: Path) -> str:
+    """The campaign's SQLite database inside its run folder (created if missing)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{run_dir.resolve() / 'campaign.db'}"
+
+
+def _plain(value: Any) -> Any:
+    """numpy/torch scalars and arrays as Python numbers and lists, for ``json.dumps``."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"a {type(value).__name__} cannot be stored in a record")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_plain, separators=(",", ":"))
+
+
+def _open(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    """An RDB storage for a URL, with connection failures as one-line user errors."""
+    if not isinstance(storage, str):
+        return storage
+    try:
+        return optuna.storages.RDBStorage(storage)
+    except (ImportError, RuntimeError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise PrunesearchError(f"cannot open storage '{storage}': {reason}") from None
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return "; ".join(f"{k} {json.dumps(old.get(k))}, not {json.dumps(new.get(k))}" for k in keys)
+
+
+class PairStore:
+    """Architecture -> perplexity pairs of one campaign, each an Optuna trial of the study ``campaign``."""
+
+    def __init__(self, storage: str | optuna.storages.BaseStorage, campaign: str, meta: dict[str, Any]) -> None:
+        missing = [k for k in REQUIRED_META if k not in meta]
+        if missing:
+            raise ValueError(f"campaign meta lacks {', '.join(missing)}")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.campaign = campaign
+        self._study = optuna.create_study(
+            storage=_open(storage), study_name=campaign, direction="minimize", load_if_exists=True
+        )
+        given = json.loads(json.dumps(meta))
+        stored = self._study.user_attrs
+        if "fingerprint" not in stored:
+            if self._study.get_trials(deepcopy=False):
+                raise PrunesearchError(f"study '{campaign}' in this storage is not a prunesearch campaign")
+            # The fingerprint goes last: its presence says the whole meta was written.
+            for key, value in sorted(given.items(), key=lambda item: item[0] == "fingerprint"):
+                self._study.set_user_attr(key, value)
+            stored = given
+        self._check(stored, given)
+        self._shape = SearchSpace.from_dict(stored["space"]).shape
+        self._parsed: dict[int, Pair] = {}
+
+    def _check(self, stored: dict[str, Any], given: dict[str, Any]) -> None:
+        name = f"campaign '{self.campaign}'"
+        if stored["fingerprint"] != given["fingerprint"]:
+            raise PrunesearchError(f"{name} was run for model {stored['fingerprint']}, not {given['fingerprint']}")
+        for key, what in (("space", "search space"), ("fidelity", "fidelity")):
+            if stored[key] != given[key]:
+                raise PrunesearchError(f"{name} was run with another {what}: {_differences(stored[key], given[key])}")
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The campaign's meta as stored when it was created."""
+        return self._study.user_attrs
+
+    def keys(self) -> set[str]:
+        """Keys of the architectures evaluated (collapsed ones included) or being evaluated."""
+        trials = self._study.get_trials(deepcopy=False, states=TAKEN)
+        return {t.user_attrs["arch_key"] for t in trials if "arch_key" in t.user_attrs}
+
+    def reserve(self, arch: Architecture, sampler: str) -> Trial | None:
+        """A RUNNING trial claiming ``arch``, or None when its key is already evaluated or being evaluated."""
+        if arch.shape != self._shape:
+            raise PrunesearchError(f"the architecture is not of the model shape of campaign '{self.campaign}'")
+        key = arch.key()
+        if key in self.keys():
+            return None
+        trial = self._study.ask()
+        trial.set_user_attr("arch", _dumps(arch.to_dict()))
+        trial.set_user_attr("sampler", sampler)
+        trial.set_user_attr("arch_key", key)  # last: a claim counts once its architecture is stored
+        return trial
+
+    def complete(self, trial: Trial, record: dict[str, Any]) -> Pair:
+        """Store the evaluation of a reserved trial; a non-finite ppl is a collapse, stored with value +inf."""
+        ppl = float(record["ppl"])
+        trial.set_user_attr("record", _dumps(record))
+        value = math.log(ppl) if math.isfinite(ppl) else math.inf
+        return self._pair(self._study.tell(trial, value))
+
+    def fail(self, trial: Trial, reason: str) -> None:
+        """An evaluation error (not a collapse): the trial FAILs and its key may be reserved again."""
+        trial.set_user_attr("fail_reason", reason)
+        self._study.tell(trial, state=TrialState.FAIL)
+
+    def recover(self) -> int:
+        """FAIL the RUNNING trials a killed process left, freeing their keys; only safe with a single writer."""
+        running = self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for trial in running:
+            self._study.tell(trial.number, state=TrialState.FAIL)
+        return len(running)
+
+    def pairs(self, include_collapsed: bool = False) -> list[Pair]:
+        """Evaluated pairs in trial order; collapsed models only with ``include_collapsed``."""
+        pairs = [self._pair(t) for t in self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        return [p for p in pairs if include_collapsed or not p.collapsed]
+
+    def add(self, arch: Architecture, sampler: str, record: dict[str, Any]) -> Pair | None:
+        """Store an architecture evaluated elsewhere; None when its key is already taken."""
+        trial = self.reserve(arch, sampler)
+        return None if trial is None else self.complete(trial, record)
+
+    def _pair(self, trial: FrozenTrial) -> Pair:
+        """The pair of a COMPLETE trial, parsed once per store (finished trials never change)."""
+        if trial.number not in self._parsed:
+            attrs = trial.user_attrs
+            self._parsed[trial.number] = Pair(
+                trial.number,
+                Architecture.from_json(attrs["arch"], self._shape),
+                attrs["sampler"],
+                json.loads(attrs["record"]),
+            )
+        return self._parsed[trial.number]

@@ -1,0 +1,83 @@
+"""A greedy allocator on measured sensitivity: no search, the reference the search has to beat.
+
+Starting from the dense model it repeatedly takes the cheapest cut per parameter saved, judged by the
+per-layer sensitivity tables (``sensitivity.py``): shrink one layer's MLP to a lower width, drop one of its KV
+groups, or remove the whole block (never a protected one). Moves larger than what is still to be removed are
+skipped, so the last ones are fine MLP steps and the result lands just past the budget. Units are then chosen
+by the caller (activation-aware scores in a campaign). The shared notes measured an allocator of this kind at 0.85x the best heuristic's
+perplexity at 20%: a search that cannot beat it adds nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prunesearch.errors import BudgetError
+from prunesearch.pruners.sensitivity import Sensitivity
+from prunesearch.space.architecture import Architecture, LayerArch
+from prunesearch.space.cost import fixed_params, layer_params
+from prunesearch.space.search_space import SearchSpace
+
+
+@dataclass
+class _Layer:
+    removed: bool
+    groups: int
+    mlp: int
+
+
+def greedy_allocation(space: SearchSpace, sens: Sensitivity, budget: float) -> Architecture:
+    """The counts removing at least ``budget`` of the parameters (and at most one MLP step more) that the
+    greedy rule picks from ``sens`` (choose the units with ``select_units``)."""
+    space.check_budget(budget)
+    shape = space.shape
+    full = Architecture.dense(shape).layers[0]
+    dense_layer = layer_params(shape, full)
+    total = fixed_params(shape) + shape.num_layers * dense_layer
+    excess = total - (1 - budget) * total
+    mlp_grid = space.choices()["mlp"]
+    state = [_Layer(False, shape.num_kv_heads, shape.intermediate_size) for _ in range(shape.num_layers)]
+
+    def build(layer: _Layer) -> LayerArch:
+        if layer.removed or (layer.groups == 0 and layer.mlp == 0):
+            return LayerArch(keep=False)
+        if layer.groups == 0:
+            return LayerArch(True, 0, 0, 0, 0, layer.mlp)
+        return LayerArch(True, layer.groups, shape.group_size, shape.head_dim, shape.head_dim, layer.mlp)
+
+    def loss(i: int, layer: _Layer) -> float:
+        if layer.removed:
+            return float(sens.block[i])
+        return float(sens.mlp[i, layer.mlp] + sens.attn[i, layer.groups])
+
+    while excess > 0:
+        best: tuple[float, int, _Layer, int] | None = None
+        for i, layer in enumerate(state):
+            if layer.removed:
+                continue
+            now, size = loss(i, layer), layer_params(shape, build(layer))
+            options = [_Layer(False, layer.groups, k) for k in mlp_grid if k < layer.mlp]
+            options += [_Layer(False, g, layer.mlp) for g in range(layer.groups)]
+            if i not in space.protected:
+                options.append(_Layer(True, 0, 0))
+            for option in options:
+                if option.groups == 0 and option.mlp == 0 and i in space.protected:
+                    continue
+                saved = size - layer_params(shape, build(option))
+                if saved <= 0 or saved > excess + mlp_step_params(space):
+                    continue
+                ratio = (loss(i, option) - now) / saved
+                if best is None or ratio < best[0]:
+                    best = (ratio, i, option, saved)
+        if best is None:
+            raise BudgetError(f"the greedy allocator cannot reach budget {budget} in this space")
+        _, i, option, saved = best
+        state[i] = option
+        excess -= saved
+    return Architecture(shape, tuple(build(layer) for layer in state), {"method": "greedy", "budget": budget})
+
+
+def mlp_step_params(space: SearchSpace) -> int:
+    """Parameters of one MLP grid step: the finest move, and so the landing tolerance past the budget."""
+    s = space.shape
+    return space.mlp_step * (3 * s.hidden_size + (2 if s.mlp_bias else 0))

@@ -1,0 +1,386 @@
+"""A search campaign end to end: priors, measured pairs, predictor, Optuna search, verified winners.
+
+Every step is resumable: scores and sensitivity are cached on disk, every measured architecture is an Optuna
+trial in the campaign's storage (deduplicated by its canonical key), and the pair design is a deterministic
+stream for the config's seed, so a rerun after a kill skips what was measured and continues the same stream.
+Search-time fidelity uses validation text only; calibration and probes use training text; the comparison at
+the end uses test text that nothing in the campaign has seen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from prunesearch.evaluate import measure
+from prunesearch.evaluate.store import Fidelity, Pair, PairStore, default_storage
+from prunesearch.models import LoadedModel, load_model
+from prunesearch.paths import atomic_write_text
+from prunesearch.predictor import FeatureContext, Predictor
+from prunesearch.pruners import CalibrationSpec, select_units
+from prunesearch.pruners.baselines import baseline
+from prunesearch.pruners.greedy import greedy_allocation
+from prunesearch.pruners.priors import Priors, compute_priors
+from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, sensitivity
+from prunesearch.search.config import CampaignConfig
+from prunesearch.search.optimize import Decoder, search
+from prunesearch.search.report import rows_to_json
+from prunesearch.space import Architecture, ModelShape, SearchSpace
+
+RANDOM, PRIOR, SEARCH = "random", "prior", "search"
+
+
+def space_for(shape: ModelShape, mlp_step: int) -> SearchSpace:
+    """The campaign's space: the first and last blocks never removed (the shared notes: removing either alone
+    is catastrophic on SmolLM2; SLEB protects them too)."""
+    return SearchSpace(shape, mlp_step=mlp_step, protected=(0, shape.num_layers - 1))
+
+
+def feature_context(priors: Priors, sens: Sensitivity, shape: ModelShape) -> FeatureContext:
+    """Prior tables plus the measured sensitivity tables (loss increase by units kept, per layer)."""
+    ctx = FeatureContext.from_priors(priors, shape)
+    tables = {**ctx.tables, "sensitivity/mlp": sens.mlp, "sensitivity/kv": sens.attn}
+    return FeatureContext(shape, tables, {**ctx.block, "sensitivity": sens.block})
+
+
+def sensitivity_of(ctx: FeatureContext) -> Sensitivity:
+    """The sensitivity tables a feature context carries (a saved predictor needs no model for the greedy seed)."""
+    return Sensitivity(0.0, np.asarray(ctx.tables["sensitivity/mlp"]), np.asarray(ctx.tables["sensitivity/kv"]),
+                       np.asarray(ctx.block["sensitivity"]))
+
+
+@dataclass
+class Setup:
+    """What a campaign computes once per model: model, space, scores, priors, sensitivity, store."""
+
+    config: CampaignConfig
+    loaded: LoadedModel
+    space: SearchSpace
+    priors: Priors
+    sens: Sensitivity
+    ctx: FeatureContext
+    fidelity: Fidelity
+    store: PairStore
+    calibration: CalibrationSpec = field(default_factory=CalibrationSpec)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def scores(self):
+        return self.priors.unit["activation"]
+
+
+def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Setup:
+    """Load the model, compute (or load cached) priors and probes, open the campaign's store."""
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    loaded = load_model(config.model)
+    seconds["load model"] = time.perf_counter() - start
+    shape = ModelShape.from_config(loaded.model.config)
+    space = space_for(shape, config.mlp_step)
+    for budget in config.budgets:
+        space.check_budget(budget)
+    fidelity = Fidelity(tuple(config.data), config.tokens, config.window)
+    storage = config.storage or default_storage(run_dir)
+    meta = {"fingerprint": loaded.fingerprint, "space": space.to_dict(), "fidelity": fidelity.to_dict(),
+            "model": loaded.name}
+    store = PairStore(storage, config.campaign, meta)
+    calibration = CalibrationSpec()
+    priors = compute_priors(loaded, calibration, progress=progress)
+    seconds.update({f"prior: {k}": v for k, v in priors.seconds.items()})
+    start = time.perf_counter()
+    sens = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, priors.unit["activation"],
+                       calibration.key(loaded.fingerprint), SensitivitySpec(), progress)
+    seconds["sensitivity probes"] = time.perf_counter() - start
+    ctx = feature_context(priors, sens, shape)
+    return Setup(config, loaded, space, priors, sens, ctx, fidelity, store, calibration, seconds)
+
+
+def seeds_at(setup: Setup, budget: float, progress: bool = True) -> dict[str, Architecture]:
+    """Every heuristic's architecture at ``budget``: the six baselines and the greedy allocator."""
+    out = {}
+    for method in setup.config.methods:
+        out[method] = baseline(method, setup.loaded, budget, setup.calibration, progress=progress)
+    out["greedy"] = select_units(greedy_allocation(setup.space, setup.sens, budget), setup.scores)
+    return out
+
+
+def _tagged(arch: Architecture, **meta: Any) -> Architecture:
+    return Architecture(arch.shape, arch.layers, {**arch.meta, **meta})
+
+
+def design(setup: Setup, seeds: dict[float, dict[str, Architecture]]) -> Iterator[tuple[Architecture, str]]:
+    """The deterministic stream of architectures to measure before the first fit, alternating:
+
+    - random: ``SearchSpace.sample_at_budget`` at a budget drawn within +-10% of a target (half of them within
+      the +-``band`` the search ranks in), for coverage;
+    - prior: a heuristic's architecture with its allocation perturbed (gene cut propensities jittered on a random
+      subset of layers, a block kept or removed now and then), decoded onto a budget within +-``band`` of the
+      target: the region the search will visit.
+    """
+    config, space = setup.config, setup.space
+    rng = np.random.default_rng(config.seed)
+    limit = space.max_removable() - 0.02
+    step = 0
+    while True:
+        budget = config.budgets[step % len(config.budgets)]
+        if step % 2 == 0:
+            spread = config.band if rng.random() < 0.5 else 0.1
+            target = float(np.clip(budget + rng.uniform(-spread, spread), 0.02, limit))
+            arch = space.sample_at_budget(target, int(rng.integers(2**31)))
+            yield _tagged(arch, target=target), RANDOM
+        else:
+            names = sorted(seeds[budget])
+            base = seeds[budget][names[int(rng.integers(len(names)))]]
+            target = float(np.clip(budget + rng.uniform(-config.band, config.band), 0.02, limit))
+            decoder = Decoder(space, target, config.slack)
+            params = decoder.encode(base)
+            keep = np.array([params.get(f"keep_{i}", 1) for i in range(space.shape.num_layers)])
+            cuts = np.array([[params[f"{g}_{i}"] for g in ("kv_heads", "q_per_kv", "qk_dim", "v_dim", "mlp")]
+                             for i in range(space.shape.num_layers)])
+            layers = rng.random(len(keep)) < rng.uniform(0.1, 0.6)
+            cuts = np.clip(cuts + layers[:, None] * rng.normal(0, rng.uniform(0.05, 0.3), cuts.shape), 0, 1)
+            if rng.random() < 0.3 and decoder.removable:
+                flip = decoder.removable[int(rng.integers(len(decoder.removable)))]
+                keep[flip] = 1 - keep[flip]
+            arch = decoder.decode(keep, cuts)
+            yield _tagged(arch, target=target, perturbed=base.meta.get("method")), PRIOR
+        step += 1
+
+
+def measure_all(setup: Setup, items: list[tuple[Architecture, str]], desc: str, progress: bool = True) -> list[Pair]:
+    """Measure every architecture not yet in the store (skipped silently when it is)."""
+    done = []
+    for arch, sampler in tqdm(items, desc=desc, disable=not progress, leave=False):
+        if not arch.has_indices:
+            arch = select_units(arch, setup.scores)
+        trial = setup.store.reserve(arch, sampler)
+        if trial is None:
+            continue
+        try:
+            record = measure(setup.loaded, arch, setup.fidelity, setup.scores)
+        except BaseException as exc:
+            setup.store.fail(trial, f"{type(exc).__name__}: {exc}")
+            raise
+        done.append(setup.store.complete(trial, record))
+    return done
+
+
+def fill_design(setup: Setup, seeds: dict[float, dict[str, Architecture]], progress: bool = True) -> None:
+    """Measure design architectures until the store holds ``pairs`` of them (seeds included)."""
+    target = setup.config.pairs
+    have = len(setup.store.keys())
+    stream = design(setup, seeds)
+    with tqdm(total=target, initial=min(have, target), desc="pairs", disable=not progress) as bar:
+        while have < target:
+            arch, sampler = next(stream)
+            if arch.key() in setup.store.keys():
+                continue
+            added = measure_all(setup, [(arch, sampler)], "pair", progress=False)
+            have += len(added)
+            bar.update(len(added))
+            if added:
+                bar.set_postfix(ppl=f"{added[0].ppl:.1f}", removed=f"{added[0].record['removed']:.1%}")
+
+
+def training_data(store: PairStore) -> tuple[list[Architecture], np.ndarray, np.ndarray, list[str]]:
+    """Architectures, log-ppl, fraction removed and sampler of every finite pair."""
+    pairs = store.pairs()
+    return ([p.arch for p in pairs], np.array([math.log(p.ppl) for p in pairs]),
+            np.array([p.record["removed"] for p in pairs]), [p.sampler for p in pairs])
+
+
+def fit(setup: Setup, extra_meta: dict[str, Any] | None = None) -> Predictor:
+    archs, y, _, _ = training_data(setup.store)
+    meta = {"fingerprint": setup.loaded.fingerprint, "model": setup.loaded.name, "space": setup.space.to_dict(),
+            "fidelity": setup.fidelity.to_dict(), "calibration": asdict(setup.calibration), "n_train": len(y),
+            **(extra_meta or {})}
+    return Predictor(setup.ctx).fit(archs, y, meta)
+
+
+def search_seeds(space: SearchSpace, store: PairStore | None, heuristics: list[Architecture], budget: float,
+                 band: float, count: int = 8) -> list[Architecture]:
+    """The search's first trials: every heuristic, then the best measured pairs near the budget."""
+    seeds = list(heuristics)
+    if store is not None:
+        near = [p for p in store.pairs() if abs(p.record["removed"] - budget) <= band]
+        seeds += [p.arch for p in sorted(near, key=lambda p: p.ppl)[:count]]
+    return seeds
+
+
+def best_pair(store: PairStore, budget: float, slack: float) -> Pair | None:
+    """The lowest measured perplexity among pairs that remove at least ``budget`` (and at most 1% more)."""
+    eligible = [p for p in store.pairs() if budget - 1e-9 <= p.record["removed"] <= budget + max(slack, 0.01)]
+    return min(eligible, key=lambda p: p.ppl, default=None)
+
+
+def verify_round(setup: Setup, predictor: Predictor, budget: float, heuristics: list[Architecture], round_: int,
+                 progress: bool = True) -> list[Pair]:
+    """Search the predictor at ``budget`` and measure its best new candidates."""
+    config = setup.config
+    seeds = search_seeds(setup.space, setup.store, heuristics, budget, config.band)
+    result = search(setup.space, predictor.predict, budget, seeds, trials=config.trials,
+                    population=config.population, seed=config.seed + round_, slack=config.slack,
+                    top=config.verify * 4, progress=progress)
+    known = setup.store.keys()
+    fresh = []
+    for candidate in result.candidates:
+        arch = select_units(candidate.arch, setup.scores)
+        if arch.key() not in known:
+            fresh.append((_tagged(arch, predicted=candidate.predicted, round=round_, budget=budget), SEARCH))
+        if len(fresh) == config.verify:
+            break
+    setup.seconds[f"search {budget:.0%} round {round_}"] = result.seconds
+    setup.seconds.setdefault("search queries/s", result.queries_per_second)
+    return measure_all(setup, fresh, f"verify {budget:.0%} round {round_ + 1}", progress)
+
+
+def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Everything from priors to saved predictor and best architectures; returns the campaign summary."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=1))
+    start = time.perf_counter()
+    setup = prepare(config, run_dir, progress)
+    setup.store.recover()
+    step = time.perf_counter()
+    seeds = {b: seeds_at(setup, b, progress) for b in config.budgets}
+    setup.seconds["baselines"] = time.perf_counter() - step
+    step = time.perf_counter()
+    measure_all(setup, [(a, PRIOR) for b in config.budgets for a in seeds[b].values()], "baselines", progress)
+    fill_design(setup, seeds, progress)
+    setup.seconds["pairs"] = time.perf_counter() - step
+    for round_ in range(config.rounds):
+        step = time.perf_counter()
+        predictor = fit(setup)
+        setup.seconds[f"fit round {round_}"] = time.perf_counter() - step
+        for budget in config.budgets:
+            verify_round(setup, predictor, budget, list(seeds[budget].values()), round_, progress)
+    step = time.perf_counter()
+    predictor = fit(setup, {"budgets": list(config.budgets), "campaign": config.campaign})
+    predictor.save(run_dir / "predictor")
+    setup.seconds["final fit"] = time.perf_counter() - step
+    best, best_archs = {}, {}
+    for budget in config.budgets:
+        pair = best_pair(setup.store, budget, config.slack)
+        if pair is None:
+            continue
+        arch = _tagged(pair.arch, budget=budget, sampler=pair.sampler, fidelity_ppl=pair.ppl, trial=pair.number,
+                       campaign=config.campaign, fingerprint=setup.loaded.fingerprint)
+        path = run_dir / f"best-{round(budget * 100)}.json"
+        arch.save(path)
+        if budget == config.budgets[0]:
+            arch.save(run_dir / "best.json")
+        best[budget] = {"path": str(path), "ppl": pair.ppl, "sampler": pair.sampler, "removed": pair.record["removed"]}
+        best_archs[budget] = pair.arch
+    setup.seconds["campaign"] = time.perf_counter() - start
+    quality = predictor_quality(setup)
+    report, rows = write_campaign_report(setup, seeds, best_archs, run_dir, quality, progress)
+    summary = {"campaign": config.campaign, "run_dir": str(run_dir), "fingerprint": setup.loaded.fingerprint,
+               "pairs": len(setup.store.pairs(include_collapsed=True)), "best": best,
+               "predictor": str(run_dir / "predictor"), "report": str(report), "seconds": setup.seconds,
+               "predictor_quality": {k: v for k, v in quality.items() if k not in ("predicted", "real", "groups")},
+               "comparison": rows_to_json(rows),
+               "seeds": {str(b): {n: a.key() for n, a in s.items()} for b, s in seeds.items()}}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def out_of_fold(setup: Setup, folds: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Measured and out-of-fold predicted log-ppl of every pair (each predicted by a fit that never saw it)."""
+    from sklearn.model_selection import KFold
+
+    archs, y, _, _ = training_data(setup.store)
+    predicted = np.empty_like(y)
+    for train, test in KFold(folds, shuffle=True, random_state=setup.config.seed).split(y):
+        model = Predictor(setup.ctx).fit([archs[i] for i in train], y[train])
+        predicted[test] = model.predict([archs[i] for i in test])
+    return y, predicted
+
+
+def predictor_quality(setup: Setup) -> dict[str, Any]:
+    """Held-out rank metrics (k-fold, per budget band), learning curve, and transfer across samplers."""
+    from prunesearch.predictor import held_out_by_group, learning_curve, rank_report
+
+    archs, y, removed, groups = training_data(setup.store)
+    _, predicted = out_of_fold(setup)
+    budget = setup.config.budgets[0]
+    quality: dict[str, Any] = {"predicted": predicted.tolist(), "real": y.tolist(), "groups": groups,
+                               "kfold": {str(b): rank_report(y, predicted, removed, b, setup.config.band)
+                                         for b in setup.config.budgets}}
+    n_train = len(y) - max(1, round(0.3 * len(y)))
+    sizes = sorted({n for n in (25, 50, 100, 150, 200, 300) if n < n_train} | {n_train})
+    quality["learning_curve"] = learning_curve(archs, y, removed, setup.ctx, budget, sizes)
+    if len(set(groups)) > 1:
+        quality["by_sampler"] = held_out_by_group(archs, y, removed, groups, setup.ctx, budget)
+    return quality
+
+
+def _metrics_markdown(quality: dict[str, Any]) -> str:
+    def line(name: str, m: dict) -> str:
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        return (f"| {name} | {m['n']} | {fmt(m['kendall_tau'])} | {fmt(m['spearman'])} | "
+                f"{fmt(m['precision_at_top'])} |")
+
+    rows = ["| held-out set | n | Kendall tau | Spearman | precision top 10% |", "|---|---|---|---|---|"]
+    for budget, report in quality["kfold"].items():
+        rows.append(line("5-fold, all pairs", report["all"]))
+        rows.append(line(f"5-fold, within ±{report['band']['band']:.1%} of {float(budget):.0%}", report["band"]))
+    for point in quality["learning_curve"]:
+        rows.append(line(f"trained on {point['n_train']}, band", point["band"]))
+    for group, report in quality.get("by_sampler", {}).items():
+        rows.append(line(f"held out: {group} (trained on the others)", report["all"]))
+    return "\n".join(rows)
+
+
+def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architecture]],
+                          best: dict[float, Architecture], run_dir: Path, quality: dict[str, Any],
+                          progress: bool = True) -> tuple[Path, list]:
+    """``report.md`` with the comparison on test text (when ``compare_tokens`` > 0), predictor quality and plots."""
+    from prunesearch.search import plots
+    from prunesearch.search.compare import compare
+    from prunesearch.search.report import write_report
+
+    figures_dir = run_dir / "figures"
+    figures = {
+        "Predicted vs measured (out-of-fold)": plots.predicted_vs_real(
+            np.exp(quality["real"]), np.exp(quality["predicted"]), quality["groups"],
+            figures_dir / "predicted_vs_real.png"),
+        "Learning curve": plots.learning_curve(
+            [{"n": p["n_train"], "all": p["all"], "band": p["band"]} for p in quality["learning_curve"]],
+            figures_dir / "learning_curve.png"),
+    }
+    pairs = setup.store.pairs()
+    rows: list = []
+    for budget, arch in best.items():
+        tag = f"{round(budget * 100)}"
+        heuristics = seeds[budget]
+        baselines = {n: p for n, p in ((n, next((q for q in pairs if q.arch.key() == a.key()), None))
+                                       for n, a in heuristics.items()) if p is not None}
+        searched = next(p for p in pairs if p.arch.key() == arch.key())
+        figures[f"Pareto front, budget {tag}%"] = plots.pareto(
+            [(p.record["removed"], p.ppl) for p in pairs],
+            {n: (p.record["removed"], p.ppl) for n, p in baselines.items()},
+            {"searched": (searched.record["removed"], searched.ppl)}, figures_dir / f"pareto-{tag}.png")
+        figures[f"Per-layer allocation, budget {tag}%"] = plots.layer_heatmap(
+            {"searched": arch, **heuristics}, figures_dir / f"layers-{tag}.png")
+        if setup.config.compare_tokens > 0:
+            models = {f"searched {tag}%": ("searched", arch), f"greedy {tag}%": ("greedy", heuristics["greedy"])}
+            models.update({f"{n} {tag}%": ("baseline", a) for n, a in heuristics.items() if n != "greedy"})
+            budget_rows = compare(setup.loaded, models, setup.config.compare_tokens, progress=progress)
+            rows += budget_rows if not rows else budget_rows[1:]
+    summary = {"model": setup.loaded.name, "fingerprint": setup.loaded.fingerprint,
+               "budgets": ", ".join(f"{b:.0%}" for b in setup.config.budgets), "pairs": len(pairs),
+               "fidelity": f"{setup.fidelity.tokens} tokens of {' + '.join(setup.fidelity.data)} "
+                           f"({setup.fidelity.window}-token windows)",
+               "comparison text": f"first {setup.config.compare_tokens} tokens of each test split",
+               "seconds": {k: round(v, 1) for k, v in setup.seconds.items()}}
+    sections = {"Predictor (held-out rank quality at the search fidelity)": _metrics_markdown(quality)}
+    path = write_report(run_dir, f"Campaign {setup.config.campaign}", summary, rows, figures, sections)
+    return path, rows

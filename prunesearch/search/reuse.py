@@ -1,0 +1,65 @@
+"""Reuse a saved predictor for a new budget: a search with no new measurement (and, optionally, verification)."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from prunesearch.errors import PrunesearchError
+from prunesearch.evaluate import measure
+from prunesearch.evaluate.store import Fidelity
+from prunesearch.predictor import Predictor
+from prunesearch.pruners.greedy import greedy_allocation
+from prunesearch.search.campaign import sensitivity_of
+from prunesearch.search.optimize import search
+from prunesearch.space import Architecture, SearchSpace, cost
+
+
+def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 2048, out: Path | None = None,
+                 seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Search ``directory``'s predictor at ``budget``, seeded with the greedy allocation (from the predictor's own
+    sensitivity tables) and an even MLP cut; with ``verify`` > 0, measure the top candidates on the predictor's
+    fidelity and keep the best measured one."""
+    start = time.perf_counter()
+    predictor = Predictor.load(directory)
+    space = SearchSpace.from_dict(predictor.meta["space"])
+    space.check_budget(budget)
+    if space.shape != predictor.ctx.shape:
+        raise PrunesearchError(f"predictor {directory} is inconsistent: its space and features describe other models")
+    seeds = [greedy_allocation(space, sensitivity_of(predictor.ctx), budget),
+             space.repair(Architecture.dense(space.shape), budget)]
+    result = search(space, predictor.predict, budget, seeds, trials=trials, seed=seed, top=max(verify, 1) * 4,
+                    progress=progress)
+    best = result.candidates[0]
+    record: dict[str, Any] = {"budget": budget, "predicted_ppl": math.exp(best.predicted), "trials": result.trials,
+                              "queries_per_s": result.queries_per_second}
+    arch = best.arch
+    if verify > 0:
+        arch, record["verified"] = _verify(predictor, [c.arch for c in result.candidates[:verify]], progress)
+    path = out or Path(directory).parent / f"search-{round(budget * 100)}.json"
+    Architecture(arch.shape, arch.layers, {**arch.meta, "budget": budget, "source": str(directory)}).save(path)
+    record.update(arch=str(path), removed=cost(arch).removed, seconds=time.perf_counter() - start)
+    return record
+
+
+def _verify(predictor: Predictor, candidates: list[Architecture], progress: bool) -> tuple[Architecture, list]:
+    """Measure ``candidates`` on the predictor's fidelity with the model it was trained for."""
+    from prunesearch.models import load_model
+    from prunesearch.pruners import CalibrationSpec, activation_scores, calibrate, select_units
+
+    meta = predictor.meta
+    loaded = load_model(meta["model"])
+    if loaded.fingerprint != meta["fingerprint"]:
+        raise PrunesearchError(f"predictor was trained for model {meta['fingerprint']}, not {loaded.fingerprint}")
+    calibration = CalibrationSpec(**meta["calibration"])
+    scores = activation_scores(loaded.model, calibrate(loaded.model, loaded.tokenizer, loaded.fingerprint,
+                                                       calibration, progress))
+    fidelity = Fidelity.from_dict(meta["fidelity"])
+    measured = []
+    for arch in candidates:
+        arch = select_units(arch, scores)
+        measured.append((measure(loaded, arch, fidelity, scores)["ppl"], arch))
+    best = min(measured, key=lambda m: m[0])[1]
+    return best, [{"ppl": ppl, "key": arch.key()} for ppl, arch in measured]

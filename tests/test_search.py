@@ -1,0 +1,187 @@
+"""The search over the predictor, the campaign end to end on the tiny checkpoint, resume, reuse and config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from prunesearch.errors import BudgetError, PrunesearchError
+from prunesearch.evaluate.store import PairStore, default_storage
+from prunesearch.predictor import Predictor
+from prunesearch.search import campaign as campaign_module
+from prunesearch.search.campaign import run_campaign
+from prunesearch.search.config import CampaignConfig
+from prunesearch.search.optimize import Decoder, search
+from prunesearch.search.reuse import reuse_search
+from prunesearch.space import Architecture, ModelShape, SearchSpace, cost
+
+SMOLLM2 = ModelShape(30, 576, 9, 3, 64, 1536, 49152, True)
+SPACE = SearchSpace(SMOLLM2, protected=(0, 29))
+
+
+def additive_score(archs):
+    """A stand-in predictor: loss grows with what each layer loses, more in early layers."""
+    weights = np.linspace(2.0, 0.5, SMOLLM2.num_layers)
+    return np.array([
+        sum(w * (3.0 if not layer.keep else (1 - layer.mlp / 1536) + (1 - layer.kv_heads / 3))
+            for w, layer in zip(weights, arch.layers))
+        for arch in archs
+    ])
+
+
+@pytest.mark.parametrize("budget", [0.1, 0.3])
+def test_search_never_returns_an_architecture_over_budget(budget):
+    result = search(SPACE, additive_score, budget, trials=128, population=32, progress=False)
+    assert result.candidates
+    for trial in result.study.trials:
+        assert trial.value is not None
+    for candidate in result.candidates:
+        removed = cost(candidate.arch).removed
+        assert budget - 1e-9 <= removed <= budget + 0.005
+        assert SPACE.contains(candidate.arch)
+
+
+def test_enqueued_priors_are_the_first_trials():
+    seeds = [SPACE.repair(SPACE.sample_at_budget(0.2, seed), 0.2) for seed in range(3)]
+    result = search(SPACE, additive_score, 0.2, seeds, trials=64, population=16, progress=False)
+    decoder = Decoder(SPACE, 0.2)
+    for trial, seed in zip(result.study.trials, seeds):
+        assert trial.params == pytest.approx(decoder.encode(seed))
+    scores = additive_score(seeds)
+    assert [t.value for t in result.study.trials[:3]] == pytest.approx(scores)
+    assert result.candidates[0].predicted <= scores.min() + 1e-9
+
+
+def test_decoder_round_trips_an_architecture_on_budget():
+    decoder = Decoder(SPACE, 0.2)
+    for seed in range(3):
+        arch = SPACE.repair(SPACE.sample_at_budget(0.2, seed), 0.2)
+        params = decoder.encode(arch)
+        keep = np.array([params.get(f"keep_{i}", 1) for i in range(30)])
+        cuts = np.array([[params[f"{g}_{i}"] for g in ("kv_heads", "q_per_kv", "qk_dim", "v_dim", "mlp")]
+                         for i in range(30)])
+        assert decoder.decode(keep, cuts).key() == arch.key()
+
+
+def test_repair_lands_on_budget_from_anywhere():
+    for seed in range(6):
+        arch = SPACE.sample(seed)
+        repaired = SPACE.repair(arch, 0.25)
+        assert 0.25 <= cost(repaired).removed <= 0.255
+    with pytest.raises(BudgetError):
+        SPACE.repair(Architecture.dense(SMOLLM2), 0.95)
+
+
+def tiny_config(tiny_dir: Path, **changes) -> CampaignConfig:
+    settings = dict(model=str(tiny_dir), budgets=(0.2,), pairs=12, tokens=128, window=64, rounds=1, verify=2,
+                    trials=64, population=16, compare_tokens=128, mlp_step=8)
+    return CampaignConfig(**{**settings, **changes})
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_dir, tmp_path_factory) -> tuple[CampaignConfig, Path, dict]:
+    config = tiny_config(tiny_dir)
+    run_dir = tmp_path_factory.mktemp("campaign")
+    return config, run_dir, run_campaign(config, run_dir, progress=False)
+
+
+def test_campaign_writes_best_predictor_and_report(finished):
+    config, run_dir, summary = finished
+    best = Architecture.load(run_dir / "best.json")
+    assert 0.2 - 1e-9 <= cost(best).removed <= 0.21
+    assert best.has_indices
+    report = (run_dir / "report.md").read_text()
+    assert "| searched 20%" in report and "figures/pareto-20.png" in report
+    assert (run_dir / "figures" / "layers-20.png").stat().st_size > 0
+    names = [row["name"] for row in summary["comparison"]]
+    assert names[0] == "dense" and "greedy 20%" in names and "transact 20%" in names
+    assert summary["pairs"] >= config.pairs
+    samplers = {p.sampler for p in PairStore(default_storage(run_dir), config.campaign, _meta(run_dir, config)).pairs()}
+    assert {"prior", "random", "search"} <= samplers
+
+
+def _meta(run_dir: Path, config: CampaignConfig) -> dict:
+    study = optuna.load_study(study_name=config.campaign, storage=default_storage(run_dir))
+    return {k: study.user_attrs[k] for k in ("fingerprint", "space", "fidelity", "model") if k in study.user_attrs}
+
+
+def test_resume_after_interruption_measures_nothing_twice(tiny_dir, tmp_path, monkeypatch, finished):
+    config, _, uninterrupted = finished
+    real = campaign_module.measure
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(campaign_module, "measure", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_campaign(config, tmp_path, progress=False)
+    monkeypatch.setattr(campaign_module, "measure", real)
+    summary = run_campaign(config, tmp_path, progress=False)
+    study = optuna.load_study(study_name=config.campaign, storage=default_storage(tmp_path))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    keys = [t.user_attrs["arch_key"] for t in complete]
+    assert len(keys) == len(set(keys))
+    assert summary["pairs"] == uninterrupted["pairs"]
+    first = optuna.load_study(study_name=config.campaign, storage=default_storage(finished[1]))
+    assert set(keys) == {t.user_attrs["arch_key"] for t in first.trials
+                         if t.state == optuna.trial.TrialState.COMPLETE}
+
+
+def test_reuse_search_needs_no_model_and_stays_on_budget(finished, tmp_path):
+    _, run_dir, _ = finished
+    result = reuse_search(run_dir / "predictor", 0.3, trials=64, out=tmp_path / "best30.json", progress=False)
+    arch = Architecture.load(tmp_path / "best30.json")
+    assert 0.3 - 1e-9 <= cost(arch).removed <= 0.305
+    assert result["removed"] == pytest.approx(cost(arch).removed)
+    with pytest.raises(BudgetError):
+        reuse_search(run_dir / "predictor", 0.99, trials=16, progress=False)
+
+
+def test_predictor_refuses_a_foreign_model(finished):
+    _, run_dir, _ = finished
+    with pytest.raises(PrunesearchError, match="model"):
+        Predictor.load(run_dir / "predictor", fingerprint="0123456789abcdef")
+
+
+def test_config_refuses_unknown_keys(tmp_path):
+    path = tmp_path / "campaign.toml"
+    path.write_text('budgets = [0.2]\npairz = 10\n')
+    with pytest.raises(PrunesearchError, match="unknown key.*pairz"):
+        CampaignConfig.from_toml(path)
+    path.write_text('budgets = [0.2, 0.3]\npairs = 10\n')
+    assert CampaignConfig.from_toml(path).budgets == (0.2, 0.3)
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PRUNESEARCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    exe = Path(sys.executable).parent / "prunesearch"
+    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_cli_campaign_refuses_a_bad_config(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("nonsense = 1\n")
+    done = _cli(tmp_path, "campaign", "--config", str(bad))
+    assert done.returncode == 2 and done.stderr.startswith("error:") and "nonsense" in done.stderr
+
+
+@pytest.mark.slow
+def test_cli_campaign_json(tiny_dir, tmp_path):
+    good = tmp_path / "tiny.toml"
+    good.write_text(f'model = "{tiny_dir}"\nbudgets = [0.2]\npairs = 8\ntokens = 128\nwindow = 64\nrounds = 1\n'
+                    'verify = 1\ntrials = 32\npopulation = 16\ncompare_tokens = 64\nmlp_step = 8\n')
+    done = _cli(tmp_path, "campaign", "--config", str(good), "--out", str(tmp_path / "run"), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert Path(summary["report"]).is_file() and Path(summary["best"]["0.2"]["path"]).is_file()

@@ -1,0 +1,190 @@
+"""The campaign's pair store: persistence, resumption and dedupe in the Optuna storage (no model is loaded)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from prunesearch.errors import DataError, PrunesearchError
+from prunesearch.evaluate import Fidelity, PairStore, default_storage
+from prunesearch.pruners import UnitScores, select_units
+from prunesearch.space import Architecture, ModelShape, SearchSpace
+
+TINY = ModelShape(4, 48, 6, 2, 16, 80, 23, False)
+SPACE = SearchSpace(TINY, mlp_step=16, dim_step=4)
+META = {"fingerprint": "e3d6c0ffee123456", "space": SPACE.to_dict(), "fidelity": Fidelity().to_dict()}
+
+
+def indexed(arch: Architecture, seed: int) -> Architecture:
+    """``arch`` with unit indices chosen from random scores."""
+    g = torch.Generator().manual_seed(seed)
+    s = arch.shape
+    scores = UnitScores(
+        mlp=torch.rand(s.num_layers, s.intermediate_size, generator=g),
+        heads=torch.rand(s.num_layers, s.num_heads, generator=g),
+        v_dims=torch.rand(s.num_layers, s.num_kv_heads, s.head_dim, generator=g),
+        qk_pairs=torch.rand(s.num_layers, s.num_kv_heads, s.head_dim // 2, generator=g),
+    )
+    return select_units(arch, scores)
+
+
+def archs(count: int) -> list[Architecture]:
+    """``count`` distinct architectures; every other one names its units."""
+    out: dict[str, Architecture] = {}
+    seed = 0
+    while len(out) < count:
+        arch = SPACE.sample(seed)
+        arch = indexed(arch, seed) if len(out) % 2 else arch
+        out.setdefault(arch.key(), arch)
+        seed += 1
+    return list(out.values())
+
+
+def record(ppl: float, **extra) -> dict:
+    return {"ppl": ppl, "nll": math.log(ppl) if math.isfinite(ppl) else ppl, "params": 1000, **extra}
+
+
+@pytest.fixture
+def url(tmp_path) -> str:
+    return default_storage(tmp_path / "run")
+
+
+def test_default_storage_creates_the_run_folder(tmp_path):
+    url = default_storage(tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").is_dir()
+    assert url == f"sqlite:///{tmp_path / 'a' / 'b' / 'campaign.db'}"
+
+
+def test_pairs_survive_reopening_in_order(url):
+    store = PairStore(url, "c", META)
+    made = archs(5)
+    assert [a.has_indices for a in made] == [False, True, False, True, False]
+    made = [replace(arch, meta={**arch.meta, "target": 0.1 * i}) for i, arch in enumerate(made)]
+    for i, arch in enumerate(made):
+        rec = record(10.0 + i, removed=np.float32(0.25), flops=np.int64(7), seconds=[np.float64(1.5)],
+                     calibration={"count": 4})
+        assert store.add(arch, "random" if i % 2 else "prior", rec) is not None
+
+    reopened = PairStore(url, "c", META)
+    pairs = reopened.pairs()
+    assert [p.number for p in pairs] == list(range(5))
+    for i, (pair, arch) in enumerate(zip(pairs, made)):
+        assert pair.arch == arch and pair.arch.has_indices == arch.has_indices
+        assert pair.arch.meta == arch.meta and arch.meta["target"] == 0.1 * i
+        assert pair.sampler == ("random" if i % 2 else "prior")
+        assert pair.record == record(10.0 + i, removed=0.25, flops=7, seconds=[1.5], calibration={"count": 4})
+        assert pair.ppl == 10.0 + i and not pair.collapsed
+    assert reopened.meta == META
+    assert reopened.keys() == {a.key() for a in made}
+    values = [t.value for t in optuna.load_study(study_name="c", storage=url).trials]
+    assert values == pytest.approx([math.log(10.0 + i) for i in range(5)])
+
+
+def test_duplicates_are_refused_across_store_objects(url):
+    first, second = PairStore(url, "c", META), PairStore(url, "c", META)
+    done, running = archs(2)
+    first.add(done, "random", record(5.0))
+    assert first.reserve(running, "search") is not None
+
+    for store in (first, second):
+        assert store.reserve(done, "search") is None
+        assert store.reserve(running, "search") is None
+        assert store.add(done, "seed", record(6.0)) is None
+    assert second.reserve(indexed(done, 99), "seed") is None  # same counts, other units: same key
+    assert [p.ppl for p in second.pairs()] == [5.0]
+
+
+def test_fail_frees_the_key():
+    storage = optuna.storages.InMemoryStorage()
+    store = PairStore(storage, "c", META)
+    (arch,) = archs(1)
+    trial = store.reserve(arch, "random")
+    store.fail(trial, "out of memory")
+    assert store.keys() == set()
+    again = store.reserve(arch, "random")
+    assert again is not None and again.number == 1
+    assert store.complete(again, record(9.0)).number == 1
+    failed = optuna.load_study(study_name="c", storage=storage).get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert [t.user_attrs["fail_reason"] for t in failed] == ["out of memory"]
+
+
+def test_recover_fails_what_a_killed_process_left_running(url):
+    killed = PairStore(url, "c", META)
+    made = archs(3)
+    killed.add(made[0], "random", record(4.0))
+    killed.reserve(made[1], "random")
+    killed.reserve(made[2], "random")
+
+    resumed = PairStore(url, "c", META)
+    assert resumed.keys() == {a.key() for a in made}
+    assert resumed.recover() == 2
+    assert resumed.keys() == {made[0].key()}
+    assert resumed.recover() == 0
+    assert resumed.reserve(made[1], "random") is not None
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_a_collapse_is_recorded_excluded_and_never_reevaluated(url, bad):
+    store = PairStore(url, "c", META)
+    fine, broken = archs(2)
+    store.add(fine, "random", record(3.0))
+    pair = store.add(broken, "random", record(bad))
+    assert pair is not None and pair.collapsed
+
+    reopened = PairStore(url, "c", META)
+    assert [p.arch for p in reopened.pairs()] == [fine]
+    everything = reopened.pairs(include_collapsed=True)
+    assert [p.arch for p in everything] == [fine, broken]
+    got = everything[1].ppl
+    assert everything[1].collapsed and (got == bad or math.isnan(got) and math.isnan(bad))
+    assert reopened.reserve(broken, "search") is None
+    assert optuna.load_study(study_name="c", storage=url).trials[1].value == math.inf
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"fingerprint": "1234567890abcdef"}, "was run for model e3d6c0ffee123456, not 1234567890abcdef"),
+        (
+            {"space": SearchSpace(TINY, mlp_step=32, dim_step=4).to_dict()},
+            "was run with another search space: mlp_step 16, not 32",
+        ),
+        ({"fidelity": Fidelity(tokens=4096).to_dict()}, "was run with another fidelity: tokens 2048, not 4096"),
+    ],
+)
+def test_reopening_for_another_campaign_setup_is_refused(change, message):
+    storage = optuna.storages.InMemoryStorage()
+    PairStore(storage, "c", META).add(archs(1)[0], "random", record(3.0))
+    with pytest.raises(PrunesearchError, match=f"campaign 'c' {message}"):
+        PairStore(storage, "c", {**META, **change})
+    assert PairStore(storage, "other", {**META, **change}).pairs() == []
+
+
+@pytest.mark.parametrize("bad", ["postgresql://nobody@127.0.0.1:1/x", "sqlite:////nonexistent/dir/x.db", "nonsense"])
+def test_a_storage_that_cannot_be_opened_is_a_user_error(bad):
+    start = time.monotonic()
+    with pytest.raises(PrunesearchError, match=f"cannot open storage '{bad}': ."):
+        PairStore(bad, "c", META)
+    assert time.monotonic() - start < 5
+
+
+def test_an_architecture_of_another_model_is_refused():
+    store = PairStore(optuna.storages.InMemoryStorage(), "c", META)
+    other = ModelShape(2, 48, 6, 2, 16, 80, 23, False)
+    with pytest.raises(PrunesearchError, match="model shape"):
+        store.reserve(Architecture.dense(other), "seed")
+
+
+def test_fidelity_roundtrip_and_validation():
+    fidelity = Fidelity(("ptb-valid",), tokens=1024, window=256)
+    assert Fidelity.from_dict(fidelity.to_dict()) == fidelity
+    with pytest.raises(DataError):
+        Fidelity(("nope-valid",))
+    with pytest.raises(PrunesearchError, match="window"):
+        Fidelity(tokens=512, window=512)
