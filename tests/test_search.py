@@ -63,11 +63,7 @@ def test_decoder_round_trips_an_architecture_on_budget():
     decoder = Decoder(SPACE, 0.2)
     for seed in range(3):
         arch = SPACE.repair(SPACE.sample_at_budget(0.2, seed), 0.2)
-        params = decoder.encode(arch)
-        keep = np.array([params.get(f"keep_{i}", 1) for i in range(30)])
-        cuts = np.array([[params[f"{g}_{i}"] for g in ("kv_heads", "q_per_kv", "qk_dim", "v_dim", "mlp")]
-                         for i in range(30)])
-        assert decoder.decode(keep, cuts).key() == arch.key()
+        assert decoder.decode(*decoder.genes_of(arch)).key() == arch.key()
 
 
 def test_repair_lands_on_budget_from_anywhere():

@@ -141,10 +141,7 @@ def design(setup: Setup, seeds: dict[float, dict[str, Architecture]]) -> Iterato
             base = seeds[budget][names[int(rng.integers(len(names)))]]
             target = float(np.clip(budget + rng.uniform(-config.band, config.band), 0.02, limit))
             decoder = Decoder(space, target, config.slack)
-            params = decoder.encode(base)
-            keep = np.array([params.get(f"keep_{i}", 1) for i in range(space.shape.num_layers)])
-            cuts = np.array([[params[f"{g}_{i}"] for g in ("kv_heads", "q_per_kv", "qk_dim", "v_dim", "mlp")]
-                             for i in range(space.shape.num_layers)])
+            keep, cuts = decoder.genes_of(base)
             layers = rng.random(len(keep)) < rng.uniform(0.1, 0.6)
             cuts = np.clip(cuts + layers[:, None] * rng.normal(0, rng.uniform(0.05, 0.3), cuts.shape), 0, 1)
             if rng.random() < 0.3 and decoder.removable:
@@ -205,7 +202,7 @@ def fit(setup: Setup, extra_meta: dict[str, Any] | None = None) -> Predictor:
     return Predictor(setup.ctx).fit(archs, y, meta)
 
 
-def search_seeds(space: SearchSpace, store: PairStore | None, heuristics: list[Architecture], budget: float,
+def search_seeds(store: PairStore | None, heuristics: list[Architecture], budget: float,
                  band: float, count: int = 8) -> list[Architecture]:
     """The search's first trials: every heuristic, then the best measured pairs near the budget."""
     seeds = list(heuristics)
@@ -225,7 +222,7 @@ def verify_round(setup: Setup, predictor: Predictor, budget: float, heuristics: 
                  progress: bool = True) -> list[Pair]:
     """Search the predictor at ``budget`` and measure its best new candidates."""
     config = setup.config
-    seeds = search_seeds(setup.space, setup.store, heuristics, budget, config.band)
+    seeds = search_seeds(setup.store, heuristics, budget, config.band)
     result = search(setup.space, predictor.predict, budget, seeds, trials=config.trials,
                     population=config.population, seed=config.seed + round_, slack=config.slack,
                     top=config.verify * 4, progress=progress)

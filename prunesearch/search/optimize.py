@@ -88,6 +88,14 @@ class Decoder:
         cuts = np.array([[trial.suggest_float(f"{g}_{i}", 0.0, 1.0) for g in WIDTH_GENES] for i in range(L)])
         return self.decode(keep, cuts)
 
+    def genes_of(self, arch: Architecture) -> tuple[np.ndarray, np.ndarray]:
+        """``keep`` [L] and ``cuts`` [L, 5] that ``decode`` turns back into (about) ``arch``."""
+        params = self.encode(arch)
+        L = self.space.shape.num_layers
+        keep = np.array([params.get(f"keep_{i}", 1) for i in range(L)])
+        cuts = np.array([[params[f"{g}_{i}"] for g in WIDTH_GENES] for i in range(L)])
+        return keep, cuts
+
     def encode(self, arch: Architecture) -> dict[str, float]:
         """Trial parameters that decode back to (about) ``arch``, for ``enqueue_trial``: each gene's cut is how
         far down its choices ``arch`` sits."""
