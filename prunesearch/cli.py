@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prunesearch.errors import PrunesearchError
+from prunesearch.paths import atomic_write_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search for the best structurally pruned version of a LLaMA-family model.")
@@ -275,9 +276,14 @@ def campaign(
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default SQLite in the run folder)")] = None,
     config: Annotated[Optional[Path], typer.Option(help="campaign.toml with any of these settings")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the pair design and the search")] = None,
+    units: Annotated[Optional[str], typer.Option(help="Scores choosing the units a width keeps: transact, "
+                                                      "activation or bip")] = None,
+    tasks: Annotated[Optional[str], typer.Option(help="Zero-shot columns in the comparison: tasks or paper7")] = None,
+    task_limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents per task")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Priors, measured pairs, XGBoost predictor, Optuna search, verified winners, comparison and report."""
+    from prunesearch.evaluate.zeroshot import resolve_tasks
     from prunesearch.search.campaign import run_campaign
     from prunesearch.search.config import CampaignConfig
     from prunesearch.search.report import Row, comparison_table
@@ -287,7 +293,8 @@ def campaign(
     settings = base.replace(model=None if model == "smollm2-135m" and config else model,
                             budgets=tuple(budget) if budget else None, pairs=pairs, tokens=tokens, window=window,
                             rounds=rounds, verify=verify, trials=trials, compare_tokens=compare_tokens, name=name,
-                            storage=storage, seed=seed)
+                            storage=storage, seed=seed, units=units, task_limit=task_limit,
+                            tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
     summary = run_campaign(settings, run_dir, progress=True)
     if as_json:
@@ -320,6 +327,55 @@ def search_command(
         return
     for key, value in result.items():
         out.print(f"{key:>20}: {value}")
+
+
+@app.command("compare")
+def compare_command(
+    budget: Annotated[float, typer.Option(help="Compare against every baseline at this budget")],
+    arch_paths: Annotated[Optional[list[Path]], typer.Option(
+        "--arch", help="Searched architecture JSON (repeatable), e.g. runs/<campaign>/best.json")] = None,
+    model: ModelOpt = "smollm2-135m",
+    methods: Annotated[str, typer.Option(help="Comma-separated baselines (default: all six)")] = "",
+    max_tokens: Annotated[Optional[int], typer.Option(help="First N tokens of each test split (default: all)")] = None,
+    tasks: Annotated[Optional[str], typer.Option(
+        help="Also zero-shot accuracy: comma-separated tasks, or paper7")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents of each task")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the table as markdown")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The searched model(s) and every heuristic baseline on held-out test text, in one run and one table."""
+    from prunesearch.evaluate.zeroshot import resolve_tasks
+    from prunesearch.models import load_model
+    from prunesearch.pruners.baselines import METHODS
+    from prunesearch.search.compare import baselines_at, check_model, compare
+    from prunesearch.search.report import comparison_markdown, comparison_table, rows_to_json
+    from prunesearch.space import Architecture, ModelShape, SearchSpace
+
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] or list(METHODS)
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown:
+        raise PrunesearchError(f"unknown method '{unknown[0]}' (choose from {', '.join(METHODS)})")
+    if limit is not None and not tasks:
+        raise PrunesearchError("--limit applies to zero-shot tasks: give --tasks too")
+    task_names = resolve_tasks(tasks) if tasks else ()
+    _quiet_libraries()
+    loaded = load_model(model)
+    shape = ModelShape.from_config(loaded.model.config)
+    SearchSpace(shape).check_budget(budget)
+    models = {}
+    for path in arch_paths or []:
+        arch = Architecture.load(path, shape)
+        check_model(loaded, arch, str(path))
+        models[f"searched: {path}"] = ("searched", arch)
+    models.update(baselines_at(loaded, budget, chosen, progress=not as_json))
+    rows = compare(loaded, models, max_tokens, tasks=task_names, limit=limit, progress=not as_json)
+    if out_path:
+        atomic_write_text(out_path, comparison_markdown(rows) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps({"budget": budget, "max_tokens": max_tokens, "limit": limit,
+                                     "fingerprint": loaded.fingerprint, "rows": rows_to_json(rows)}) + "\n")
+        return
+    out.print(comparison_table(rows, title=f"{loaded.name} at {budget:.0%}: held-out test text"))
 
 
 def main() -> None:

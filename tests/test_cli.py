@@ -216,3 +216,28 @@ def test_long_error_is_one_line(monkeypatch, capsys, tmp_path):
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: ")
     assert str(missing) in lines[0]
+
+
+@needs_ptb
+def test_compare_json_has_searched_and_baseline_rows(sampled, tiny_dir, env, tmp_path):
+    table = tmp_path / "table.md"
+    result = run(env, "compare", "--model", tiny_dir, "--budget", "0.3", "--arch", sampled, "--methods",
+                 "uniform,shortgpt", "--max-tokens", "128", "--out", table, "--json")
+    assert_ok(result)
+    record = json.loads(result.stdout)
+    kinds = [row["kind"] for row in record["rows"]]
+    assert kinds == ["dense", "searched", "baseline", "baseline"]
+    assert all(row["ppl"]["ptb-test"] > 1 and row["ppl"]["wiki-test"] > 1 for row in record["rows"])
+    assert all(abs(row["removed"] - 0.3) <= 0.01 for row in record["rows"][1:])
+    assert "× best baseline" in table.read_text()
+
+
+def test_compare_refuses_an_architecture_of_another_model_and_unknown_methods(sampled, tiny_dir, env, tmp_path):
+    foreign = tmp_path / "foreign.json"
+    data = json.loads(Path(sampled).read_text())
+    data["meta"] = {**data.get("meta", {}), "fingerprint": "0123456789abcdef"}
+    foreign.write_text(json.dumps(data))
+    assert_user_error(run(env, "compare", "--model", tiny_dir, "--budget", "0.3", "--arch", foreign),
+                      "made for model 0123456789abcdef")
+    assert_user_error(run(env, "compare", "--model", tiny_dir, "--budget", "0.3", "--methods", "magic"),
+                      "unknown method 'magic'")

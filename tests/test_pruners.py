@@ -11,7 +11,7 @@ from prunesearch.errors import BudgetError, PrunesearchError
 from prunesearch.models import load_model
 from prunesearch.predictor import FeatureContext, feature_names, featurize
 from prunesearch.pruners import collect, materialize
-from prunesearch.pruners.allocation import global_width, remove_blocks, uniform_mlp_cut, target_params
+from prunesearch.pruners.allocation import layerwise_width, protected_ends, remove_blocks, uniform_mlp_cut, target_params
 from prunesearch.pruners.baselines import METHODS, baseline
 from prunesearch.pruners.bip import bip_scores
 from prunesearch.pruners.priors import compute_priors
@@ -75,7 +75,7 @@ def test_allocation_rules_land_on_the_budget(stats, budget):
     scores = activation_scores(model, stats)
     results = [
         uniform_mlp_cut(Architecture.dense(shape), target_params(shape, budget), scores),
-        global_width(shape, bip_scores(model, stats), budget),
+        layerwise_width(shape, bip_scores(model, stats), budget),
         remove_blocks(shape, lambda n: shortgpt_order(stats)[:n], budget, scores),
     ]
     for arch in results:
@@ -84,10 +84,15 @@ def test_allocation_rules_land_on_the_budget(stats, budget):
         assert sum(p.numel() for p in materialize(model, arch).parameters()) == param_count(arch)
 
 
-def test_global_width_spends_the_budget_on_the_useless_block_first(stats):
+def test_layerwise_width_keeps_the_ends_dense_and_drops_planted_units_first(stats):
     model = planted()
-    arch = global_width(ModelShape.from_config(model.config), bip_scores(model, stats), 0.1)
-    assert not arch.layers[2].keep or arch.layers[2].mlp < model.config.intermediate_size
+    shape = ModelShape.from_config(model.config)
+    arch = layerwise_width(shape, bip_scores(model, stats), 0.2)
+    first, last = protected_ends(shape.num_layers)
+    dense = Architecture.dense(shape).layers[0]
+    assert all(arch.layers[i].counts() == dense for i in [*range(first), *range(shape.num_layers - last, shape.num_layers)])
+    assert arch.layers[1].mlp < shape.intermediate_size and 5 not in arch.layers[1].mlp_idx
+    assert protected_ends(32) == (4, 2) and protected_ends(30) == (4, 2)
 
 
 def test_impossible_budgets_are_refused(stats):

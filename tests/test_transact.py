@@ -9,7 +9,7 @@ from conftest import SMALL, WINDOWS, tiny_model
 from prunesearch.errors import BudgetError
 from prunesearch.models import load_model
 from prunesearch.pruners import collect, materialize
-from prunesearch.pruners.transact import transact_baseline, transact_scores
+from prunesearch.pruners.transact import transact_baseline, transact_scores, transact_units
 from prunesearch.space import Architecture, ModelShape, SearchSpace, cost, param_count
 
 
@@ -89,3 +89,17 @@ def test_impossible_budgets_are_refused(tiny_loaded, budget):
     shape = ModelShape.from_config(tiny_loaded.model.config)
     with pytest.raises(BudgetError):
         transact_baseline(tiny_loaded, budget, SearchSpace(shape), SMALL, steps=1, progress=False)
+
+
+def test_iterative_units_keep_the_given_widths_and_a_removed_block(tiny_loaded):
+    shape = ModelShape.from_config(tiny_loaded.model.config)
+    widths = SearchSpace(shape).sample_at_budget(0.3, seed=3).counts()
+    layers = list(widths.layers)
+    layers[2] = type(layers[2])(keep=False)
+    target = Architecture(shape, tuple(layers))
+    arch = transact_units(tiny_loaded, target, SMALL, steps=3, progress=False)
+    assert arch.has_indices and arch.counts() == target.counts()
+    assert arch == transact_units(tiny_loaded, target, SMALL, steps=3, progress=False)
+    assert sum(p.numel() for p in materialize(tiny_loaded.model, arch).parameters()) == param_count(arch)
+    one_pass = transact_units(tiny_loaded, target, SMALL, steps=1, progress=False)
+    assert one_pass.counts() == target.counts()

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-import torch
-
 from prunesearch.errors import BudgetError
 from prunesearch.pruners.scores import UnitScores
 from prunesearch.pruners.selection import select_units
@@ -50,39 +48,39 @@ def remove_blocks(shape: ModelShape, blocks: Callable[[int], list[int]], budget:
     return uniform_mlp_cut(Architecture(shape, layers), target, scores)
 
 
-def global_width(shape: ModelShape, scores: UnitScores, budget: float) -> Architecture:
-    """Remove the MLP channels and key/value groups (with their query heads) of lowest score per parameter,
-    across all layers, until the budget is met: a single global ranking decides the per-layer widths. A group
-    that would overshoot the budget by more than half a percent is skipped so channels can land it."""
+def protected_ends(num_layers: int) -> tuple[int, int]:
+    """Layers left dense at each end under the LLM-Pruner protocol (LLaMA-7B: the first 4 and the last 2 of 32),
+    scaled to the model's depth."""
+    return max(1, round(num_layers * 4 / 32)), max(1, round(num_layers * 2 / 32))
+
+
+def layerwise_width(shape: ModelShape, scores: UnitScores, budget: float) -> Architecture:
+    """The LLM-Pruner protocol that LLM-BIP is evaluated under: the middle layers (``protected_ends`` stay dense)
+    all lose the same fraction of query heads and MLP channels, and the scores decide which units go within each
+    layer. Heads come in whole heads per key/value group, so the head cut is the per-layer ratio rounded to heads
+    (a group goes only when all its heads do); the MLP cut, equal in every pruned layer, then lands the budget."""
     target = target_params(shape, budget)
-    dense = Architecture.dense(shape)
-    full = dense.layers[0]
-    h, D, G = shape.hidden_size, shape.head_dim, shape.group_size
-    channel_cost = 3 * h + (2 if shape.mlp_bias else 0)
-    group_cost = h * (G * D + 2 * D) + G * D * h + ((G + 2) * D if shape.qkv_bias else 0)
-    groups = scores.kv_groups(shape)
-    values = torch.cat([(scores.mlp / channel_cost).flatten(), (groups / group_cost).flatten()])
-    kinds = torch.cat([torch.zeros(scores.mlp.numel()), torch.ones(groups.numel())]).long()
-    layer_of = torch.cat([
-        torch.arange(shape.num_layers).repeat_interleave(shape.intermediate_size),
-        torch.arange(shape.num_layers).repeat_interleave(shape.num_kv_heads),
-    ])
-    mlp = [full.mlp] * shape.num_layers
-    kv = [full.kv_heads] * shape.num_layers
-    excess = param_count(dense) - target
-    slack = 0.005 * param_count(dense)
-    for j in torch.sort(values, stable=True).indices.tolist():
-        if excess <= 0:
-            break
-        layer = int(layer_of[j])
-        if kinds[j] == 0 and mlp[layer] > 0:
-            mlp[layer] -= 1
-            excess -= channel_cost
-        elif kinds[j] == 1 and kv[layer] > 0 and group_cost <= excess + slack:
-            kv[layer] -= 1
-            excess -= group_cost
-    layers = tuple(
-        LayerArch(True, kv[i], G if kv[i] else 0, D if kv[i] else 0, D if kv[i] else 0, mlp[i])
-        for i in range(shape.num_layers)
-    )
-    return select_units(Architecture(shape, layers), scores)
+    first, last = protected_ends(shape.num_layers)
+    pruned = range(first, shape.num_layers - last)
+    full = Architecture.dense(shape).layers[0]
+    G, D = shape.group_size, shape.head_dim
+    ratio = (param_count(Architecture.dense(shape)) - target) / (len(pruned) * layer_params(shape, full))
+    if ratio >= 1:
+        raise BudgetError(f"budget {budget} needs more than the {len(pruned)} unprotected layers hold")
+    q = G - min(G, round(ratio * G))
+
+    def build(mlp: int) -> Architecture:
+        cut = LayerArch(True, shape.num_kv_heads if q else 0, q, D if q else 0, D if q else 0, mlp)
+        return Architecture(shape, tuple(cut if i in pruned else full for i in range(shape.num_layers)))
+
+    low, high = 0, shape.intermediate_size
+    if param_count(build(low)) > target:
+        raise BudgetError(f"budget {budget} cannot be met by cutting heads and channels in layers "
+                          f"{first}..{shape.num_layers - last - 1}")
+    while low < high:
+        mid = (low + high + 1) // 2
+        if param_count(build(mid)) <= target:
+            low = mid
+        else:
+            high = mid - 1
+    return select_units(build(low), scores)

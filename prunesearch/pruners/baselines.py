@@ -1,7 +1,9 @@
 """Each method's own rule for an architecture at a budget: the heuristic baselines and the search's priors.
 
-Width methods allocate by their scores (LLM-BIP: one global ranking of MLP channels and key/value groups by
-score per parameter; TransAct: its iterative schedule). Block methods (MI-PRUN, SLEB, ShortGPT) remove as many
+Width methods: LLM-BIP follows the LLM-Pruner protocol its paper is evaluated under (``layerwise_width``: the
+same head and channel ratio in every layer but the first and last few, its scores choosing the units; a single
+global ranking of its scores across layers collapsed SmolLM2 to PTB ppl ~1,900 at 20%); TransAct uses its
+iterative schedule. Block methods (MI-PRUN, SLEB, ShortGPT) remove as many
 whole blocks as fit in the budget, then land on it with the least width cut: the same number of MLP channels
 (lowest activation-aware score) removed in every kept block. ``uniform`` cuts the same MLP fraction everywhere.
 """
@@ -16,7 +18,7 @@ from dataclasses import asdict
 from prunesearch.errors import BudgetError, PrunesearchError
 from prunesearch.models import LoadedModel
 from prunesearch.paths import cache_dir
-from prunesearch.pruners.allocation import global_width, remove_blocks, target_params, uniform_mlp_cut
+from prunesearch.pruners.allocation import layerwise_width, remove_blocks, target_params, uniform_mlp_cut
 from prunesearch.pruners.bip import bip_scores
 from prunesearch.pruners.calibration import CalibrationSpec, calibrate
 from prunesearch.pruners.mi_prun import fast_block_select
@@ -27,6 +29,7 @@ from prunesearch.pruners.transact import transact_baseline
 from prunesearch.space import Architecture, ModelShape, SearchSpace, cost
 
 _CACHE_VERSION = "baseline-v1"
+_METHOD_VERSIONS = {"bip": "layerwise-v2"}  # bumped when a method's rule changes: only its cache is redone
 METHODS = ("bip", "transact", "mi", "sleb", "shortgpt", "uniform")
 TOLERANCE = 0.01
 
@@ -58,7 +61,8 @@ def baseline(
     shape = ModelShape.from_config(model.config)
     space = SearchSpace(shape)
     space.check_budget(budget)
-    key = json.dumps([_CACHE_VERSION, loaded.fingerprint, method, budget, asdict(calibration), asdict(sleb_spec)],
+    version = [_CACHE_VERSION] + ([_METHOD_VERSIONS[method]] if method in _METHOD_VERSIONS else [])
+    key = json.dumps([*version, loaded.fingerprint, method, budget, asdict(calibration), asdict(sleb_spec)],
                      sort_keys=True)
     path = cache_dir("baselines") / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if path.exists():
@@ -69,7 +73,7 @@ def baseline(
     if method == "uniform":
         arch = uniform_mlp_cut(Architecture.dense(shape), target, activation)
     elif method == "bip":
-        arch = global_width(shape, bip_scores(model, stats), budget)
+        arch = layerwise_width(shape, bip_scores(model, stats), budget)
     elif method == "transact":
         arch = transact_baseline(loaded, budget, space, calibration, progress=progress)
     else:

@@ -159,6 +159,9 @@ def _select(shape: ModelShape, widths: tuple[LayerArch, ...], scores: UnitScores
     """Fill each layer's units by score: groups by the summed score of the heads they keep, then heads, dims."""
     layers = []
     for i, layer in enumerate(widths):
+        if not layer.keep:
+            layers.append(layer)
+            continue
         head_scores = scores.heads[i].view(shape.num_kv_heads, shape.group_size)
         ranked = head_scores.sort(dim=1, descending=True, stable=True).values
         groups = _best(ranked[:, :layer.q_per_kv].sum(1), layer.kv_heads)
@@ -249,3 +252,46 @@ def transact_baseline(loaded: LoadedModel, budget: float, space: SearchSpace,
             "mlp": current.layers[0].mlp, "removed": 1 - param_count(current) / param_count(Architecture.dense(shape)),
             "calibration": asdict(calibration)}
     return Architecture(shape, current.layers, meta)
+
+
+def _toward(target: LayerArch, dense: LayerArch, fraction: float) -> LayerArch:
+    """A layer ``fraction`` of the way from ``dense`` to ``target`` (never below it; removed blocks go at once)."""
+    if not target.keep:
+        return target
+
+    def step(full: int, want: int, unit: int = 1) -> int:
+        return full - unit * math.floor(fraction * (full - want) / unit + 1e-9)
+
+    return LayerArch(True, step(dense.kv_heads, target.kv_heads), step(dense.q_per_kv, target.q_per_kv),
+                     step(dense.qk_dim, target.qk_dim, 2), step(dense.v_dim, target.v_dim),
+                     step(dense.mlp, target.mlp))
+
+
+def transact_units(loaded: LoadedModel, arch: Architecture, calibration: CalibrationSpec = CalibrationSpec(),
+                   steps: int = 4, progress: bool = True) -> Architecture:
+    """The units ``arch``'s widths keep, chosen by TransAct's iterative schedule instead of one scoring pass.
+
+    Step k of ``steps`` prunes every layer ``k / steps`` of the way from dense to ``arch``'s counts (removed
+    blocks go at the first step), re-scoring the masked model on the calibration windows before the next step,
+    as ``transact_baseline`` does for its uniform widths: units that only look weak while their neighbours are
+    present go last. Costs ``steps - 1`` calibration passes of the masked model.
+    """
+    if steps < 1:
+        raise PrunesearchError(f"steps must be at least 1, got {steps}")
+    model = loaded.model
+    shape = ModelShape.from_config(model.config)
+    if arch.shape != shape:
+        raise ArchitectureError("the architecture was made for a model of another shape than this one")
+    dense = Architecture.dense(shape).layers[0]
+    stats = calibrate(model, loaded.tokenizer, loaded.fingerprint, calibration, progress)
+    scores = transact_scores(stats, shape)
+    windows = calibration_windows(token_ids(loaded.tokenizer, calibration.data), calibration.count,
+                                  calibration.length, calibration.seed)
+    current = Architecture.dense(shape)
+    for step in range(1, steps + 1):
+        if step > 1:
+            stats = collect(mask_model(model, current), windows, calibration.batch_size, progress)
+            scores = _scores(stats, shape, _Kept.of(shape, current))
+        widths = tuple(_toward(t, dense, step / steps) for t in arch.counts().layers)
+        current = _select(shape, widths, scores)
+    return Architecture(shape, current.layers, {**arch.meta, "units": "transact", "unit_steps": steps})

@@ -29,13 +29,14 @@ from prunesearch.pruners import CalibrationSpec, select_units
 from prunesearch.pruners.baselines import baseline
 from prunesearch.pruners.greedy import greedy_allocation
 from prunesearch.pruners.priors import Priors, compute_priors
+from prunesearch.pruners.transact import transact_units
 from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, sensitivity
 from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, search
 from prunesearch.search.report import rows_to_json
 from prunesearch.space import Architecture, ModelShape, SearchSpace
 
-RANDOM, PRIOR, SEARCH = "random", "prior", "search"
+RANDOM, PRIOR, SEARCH, REFINED = "random", "prior", "search", "refined"
 
 
 def space_for(shape: ModelShape, mlp_step: int) -> SearchSpace:
@@ -74,7 +75,7 @@ class Setup:
 
     @property
     def scores(self):
-        return self.priors.unit["activation"]
+        return self.priors.unit[self.config.units]
 
 
 def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Setup:
@@ -90,14 +91,16 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     fidelity = Fidelity(tuple(config.data), config.tokens, config.window)
     storage = config.storage or default_storage(run_dir)
     meta = {"fingerprint": loaded.fingerprint, "space": space.to_dict(), "fidelity": fidelity.to_dict(),
-            "model": loaded.name}
+            "model": loaded.name, "units": config.units}
     store = PairStore(storage, config.campaign, meta)
     calibration = CalibrationSpec()
     priors = compute_priors(loaded, calibration, progress=progress)
     seconds.update({f"prior: {k}": v for k, v in priors.seconds.items()})
     start = time.perf_counter()
-    sens = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, priors.unit["activation"],
-                       calibration.key(loaded.fingerprint), SensitivitySpec(), progress)
+    units = config.units
+    scores_key = calibration.key(loaded.fingerprint) + ("" if units == "activation" else f"/{units}")
+    sens = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, priors.unit[units], scores_key,
+                       SensitivitySpec(), progress)
     seconds["sensitivity probes"] = time.perf_counter() - start
     ctx = feature_context(priors, sens, shape)
     return Setup(config, loaded, space, priors, sens, ctx, fidelity, store, calibration, seconds)
@@ -198,6 +201,7 @@ def fit(setup: Setup, extra_meta: dict[str, Any] | None = None) -> Predictor:
     archs, y, _, _ = training_data(setup.store)
     meta = {"fingerprint": setup.loaded.fingerprint, "model": setup.loaded.name, "space": setup.space.to_dict(),
             "fidelity": setup.fidelity.to_dict(), "calibration": asdict(setup.calibration), "n_train": len(y),
+            "units": setup.config.units,
             **(extra_meta or {})}
     return Predictor(setup.ctx).fit(archs, y, meta)
 
@@ -212,16 +216,40 @@ def search_seeds(store: PairStore | None, heuristics: list[Architecture], budget
     return seeds
 
 
-def best_pair(store: PairStore, budget: float, slack: float) -> Pair | None:
-    """The lowest measured perplexity among pairs that remove at least ``budget`` (and at most 1% more)."""
+def best_pairs(store: PairStore, budget: float, slack: float, count: int = 1) -> list[Pair]:
+    """The ``count`` lowest measured perplexities among pairs that remove at least ``budget`` (at most 1% more)."""
     eligible = [p for p in store.pairs() if budget - 1e-9 <= p.record["removed"] <= budget + max(slack, 0.01)]
-    return min(eligible, key=lambda p: p.ppl, default=None)
+    return sorted(eligible, key=lambda p: p.ppl)[:count]
+
+
+def best_pair(store: PairStore, budget: float, slack: float) -> Pair | None:
+    return next(iter(best_pairs(store, budget, slack)), None)
+
+
+def refine(setup: Setup, budget: float, progress: bool = True) -> list[Pair]:
+    """Re-choose the units of the best measured widths at ``budget`` with TransAct's iterative schedule (re-scoring
+    the masked model between steps) and measure them: the search picks widths, this picks their units better."""
+    config = setup.config
+    pairs = setup.store.pairs(include_collapsed=True)
+    refined = {p.arch.meta.get("refined_from") for p in pairs if p.sampler == REFINED}
+    widths = [p for p in best_pairs(setup.store, budget, config.slack, len(pairs)) if p.sampler != REFINED]
+    fresh = []
+    for pair in widths[:config.refine_top]:
+        if pair.number in refined:
+            continue
+        arch = transact_units(setup.loaded, pair.arch, setup.calibration, config.refine_steps, progress=False)
+        fresh.append((_tagged(arch, refined_from=pair.number, budget=budget), REFINED))
+    return measure_all(setup, fresh, f"refine {budget:.0%}", progress)
 
 
 def verify_round(setup: Setup, predictor: Predictor, budget: float, heuristics: list[Architecture], round_: int,
                  progress: bool = True) -> list[Pair]:
     """Search the predictor at ``budget`` and measure its best new candidates."""
     config = setup.config
+    done = [p for p in setup.store.pairs(include_collapsed=True)
+            if p.sampler == SEARCH and p.arch.meta.get("round") == round_ and p.arch.meta.get("budget") == budget]
+    if len(done) >= config.verify:  # a resumed campaign does not redo a finished round
+        return []
     seeds = search_seeds(setup.store, heuristics, budget, config.band)
     result = search(setup.space, predictor.predict, budget, seeds, trials=config.trials,
                     population=config.population, seed=config.seed + round_, slack=config.slack,
@@ -232,7 +260,7 @@ def verify_round(setup: Setup, predictor: Predictor, budget: float, heuristics: 
         arch = select_units(candidate.arch, setup.scores)
         if arch.key() not in known:
             fresh.append((_tagged(arch, predicted=candidate.predicted, round=round_, budget=budget), SEARCH))
-        if len(fresh) == config.verify:
+        if len(fresh) == config.verify - len(done):
             break
     setup.seconds[f"search {budget:.0%} round {round_}"] = result.seconds
     setup.seconds.setdefault("search queries/s", result.queries_per_second)
@@ -259,6 +287,11 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
         setup.seconds[f"fit round {round_}"] = time.perf_counter() - step
         for budget in config.budgets:
             verify_round(setup, predictor, budget, list(seeds[budget].values()), round_, progress)
+    if config.units == "transact" and config.refine_steps > 0:
+        step = time.perf_counter()
+        for budget in config.budgets:
+            refine(setup, budget, progress)
+        setup.seconds["refine"] = time.perf_counter() - step
     step = time.perf_counter()
     predictor = fit(setup, {"budgets": list(config.budgets), "campaign": config.campaign})
     predictor.save(run_dir / "predictor")
@@ -370,7 +403,8 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
         if setup.config.compare_tokens > 0:
             models = {f"searched {tag}%": ("searched", arch), f"greedy {tag}%": ("greedy", heuristics["greedy"])}
             models.update({f"{n} {tag}%": ("baseline", a) for n, a in heuristics.items() if n != "greedy"})
-            budget_rows = compare(setup.loaded, models, setup.config.compare_tokens, progress=progress)
+            budget_rows = compare(setup.loaded, models, setup.config.compare_tokens, tasks=setup.config.tasks,
+                                  limit=setup.config.task_limit, progress=progress)
             rows += budget_rows if not rows else budget_rows[1:]
     summary = {"model": setup.loaded.name, "fingerprint": setup.loaded.fingerprint,
                "budgets": ", ".join(f"{b:.0%}" for b in setup.config.budgets), "pairs": len(pairs),

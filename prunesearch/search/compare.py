@@ -1,26 +1,54 @@
-"""Searched, greedy and heuristic models side by side on held-out test text, in one run."""
+"""Searched, greedy and heuristic models side by side on held-out test text (and zero-shot tasks), in one run."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from tqdm.auto import tqdm
 
-from prunesearch.evaluate import EvalSpec, evaluate_architecture
+from prunesearch.errors import ArchitectureError
+from prunesearch.evaluate import EvalSpec, evaluate_architecture, with_units
 from prunesearch.models import LoadedModel
+from prunesearch.pruners import materialize
+from prunesearch.pruners.baselines import METHODS, baseline
 from prunesearch.search.report import Row
 from prunesearch.space import Architecture, cost
 
 TEST_SPLITS = ("ptb-test", "wiki-test")
 
 
+def baselines_at(loaded: LoadedModel, budget: float, methods: Sequence[str] = METHODS,
+                 progress: bool = True) -> dict[str, tuple[str, Architecture]]:
+    """Every heuristic baseline at ``budget``, named ``"<method> <pct>%"`` (cached per model and budget)."""
+    return {f"{m} {budget:.0%}": ("baseline", baseline(m, loaded, budget, progress=progress)) for m in methods}
+
+
+def check_model(loaded: LoadedModel, arch: Architecture, where: str) -> None:
+    """Refuse an architecture whose recorded model fingerprint is not the loaded model's."""
+    fingerprint = arch.meta.get("fingerprint")
+    if fingerprint and fingerprint != loaded.fingerprint:
+        raise ArchitectureError(f"{where} was made for model {fingerprint}, not {loaded.name} ({loaded.fingerprint})")
+
+
+def _accuracy(loaded: LoadedModel, arch: Architecture | None, tasks: Sequence[str], limit: int | None
+              ) -> dict[str, float]:
+    from prunesearch.evaluate.zeroshot import evaluate_tasks
+
+    model = loaded.model if arch is None else materialize(loaded.model, arch)
+    scores = evaluate_tasks(model, loaded.tokenizer, tasks, limit, fingerprint=loaded.fingerprint, progress=False)
+    return {task: entry["value"] for task, entry in scores["tasks"].items()}
+
+
 def compare(loaded: LoadedModel, models: Mapping[str, tuple[str, Architecture]], max_tokens: int | None,
-            splits: tuple[str, ...] = TEST_SPLITS, speed_repeats: int = 2, progress: bool = True) -> list[Row]:
+            splits: tuple[str, ...] = TEST_SPLITS, speed_repeats: int = 2, tasks: Sequence[str] = (),
+            limit: int | None = None, progress: bool = True) -> list[Row]:
     """One row for the dense model and one per ``name -> (kind, architecture)``: perplexity on every test split
-    (first ``max_tokens`` tokens each) and tokens/s against dense, measured interleaved."""
+    (first ``max_tokens`` tokens each), tokens/s against dense measured interleaved, and with ``tasks`` the
+    zero-shot accuracy of each (first ``limit`` documents per task)."""
     rows: list[Row] = []
     dense: dict[str, float] = {}
     for name, (kind, arch) in tqdm(models.items(), desc="compare", disable=not progress, leave=False):
+        arch = with_units(loaded, arch, progress=False)
         ppl, record = {}, {}
         for i, split in enumerate(splits):
             record = evaluate_architecture(loaded, arch, EvalSpec(data=split, max_tokens=max_tokens),
@@ -29,9 +57,10 @@ def compare(loaded: LoadedModel, models: Mapping[str, tuple[str, Architecture]],
             dense[split] = record["dense_ppl"]
             if i == 0:
                 speed = record.get("speed_ratio")
+        accuracy = _accuracy(loaded, arch, tasks, limit) if tasks else {}
         rows.append(Row(name=name, kind=kind, removed=record["removed"], params=record["params"], ppl=ppl,
-                        speed_ratio=speed, extra={"arch_key": arch.key(), "tokens": record["tokens"]}))
+                        speed_ratio=speed, accuracy=accuracy, extra={"arch_key": arch.key(), "tokens": record["tokens"]}))
     first = next(iter(models.values()))[1]
     rows.insert(0, Row(name="dense", kind="dense", removed=0.0, params=cost(first).dense_params, ppl=dense,
-                       speed_ratio=1.0))
+                       speed_ratio=1.0, accuracy=_accuracy(loaded, None, tasks, limit) if tasks else {}))
     return rows

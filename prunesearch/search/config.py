@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prunesearch.errors import PrunesearchError
+from prunesearch.pruners.priors import UNIT_METHODS
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,11 @@ class CampaignConfig:
     ``pairs``: architectures measured before the first predictor fit (the baselines included); ``tokens``,
     ``window``, ``data``: the search-time fidelity (validation text only); ``rounds`` of search, each verifying
     ``verify`` new candidates per budget by real measurement; ``trials``: predictor queries per search.
+    ``units``: whose scores choose which heads, dims and channels a searched width keeps (TransAct's activation
+    norms pick markedly better units than the weight-scaled activation score: ppl 98.9 vs 111.3 for the same
+    20% counts on SmolLM2 validation text). ``refine_steps``: with TransAct units, the ``refine_top`` best measured
+    widths per budget get their units re-chosen by TransAct's iterative schedule and measured (0: off).
+    ``tasks``/``task_limit``: zero-shot columns in the final comparison.
     """
 
     model: str = "smollm2-135m"
@@ -36,6 +42,11 @@ class CampaignConfig:
     band: float = 0.025
     methods: tuple[str, ...] = ("bip", "transact", "mi", "sleb", "shortgpt", "uniform")
     compare_tokens: int = 8192
+    units: str = "transact"
+    refine_steps: int = 4
+    refine_top: int = 2
+    tasks: tuple[str, ...] = ()
+    task_limit: int | None = None
     storage: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -45,8 +56,12 @@ class CampaignConfig:
         for name in ("pairs", "tokens", "window", "trials", "population", "mlp_step"):
             if getattr(self, name) < 1:
                 raise PrunesearchError(f"campaign setting '{name}' must be positive, got {getattr(self, name)}")
-        if self.rounds < 0 or self.verify < 0:
-            raise PrunesearchError("campaign settings 'rounds' and 'verify' must not be negative")
+        if self.units not in UNIT_METHODS:
+            raise PrunesearchError(f"campaign setting 'units' must be one of {', '.join(UNIT_METHODS)}, "
+                                   f"got {self.units!r}")
+        for name in ("rounds", "verify", "refine_steps", "refine_top"):
+            if getattr(self, name) < 0:
+                raise PrunesearchError(f"campaign setting '{name}' must not be negative, got {getattr(self, name)}")
 
     @property
     def campaign(self) -> str:

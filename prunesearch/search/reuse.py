@@ -47,15 +47,15 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
 def _verify(predictor: Predictor, candidates: list[Architecture], progress: bool) -> tuple[Architecture, list]:
     """Measure ``candidates`` on the predictor's fidelity with the model it was trained for."""
     from prunesearch.models import load_model
-    from prunesearch.pruners import CalibrationSpec, activation_scores, calibrate, select_units
+    from prunesearch.pruners import CalibrationSpec, select_units
+    from prunesearch.pruners.priors import compute_priors
 
     meta = predictor.meta
     loaded = load_model(meta["model"])
     if loaded.fingerprint != meta["fingerprint"]:
         raise PrunesearchError(f"predictor was trained for model {meta['fingerprint']}, not {loaded.fingerprint}")
     calibration = CalibrationSpec(**meta["calibration"])
-    scores = activation_scores(loaded.model, calibrate(loaded.model, loaded.tokenizer, loaded.fingerprint,
-                                                       calibration, progress))
+    scores = compute_priors(loaded, calibration, progress=progress).unit[meta.get("units", "activation")]
     fidelity = Fidelity.from_dict(meta["fidelity"])
     measured = []
     for arch in candidates:
