@@ -2,6 +2,7 @@
 wall time of each score, in one run. Writes a table and a figure into BENCHMARKS.md.
 
 Usage: .venv/bin/python bench/baselines.py [--max-tokens 16384] [--write BENCHMARKS.md]
+       [--methods bip,sleb --warm]  (redo some methods' rows in the saved results, warm caches, old timings kept)
 
 Calibration (scores) uses PTB *train*; perplexity uses the first --max-tokens tokens of PTB *test* and of the
 Wikipedia-prose *test* split, 512-token windows: calibration and evaluation text never overlap. Score times are
@@ -40,19 +41,27 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16384)
     parser.add_argument("--write", type=Path)
     parser.add_argument("--results", type=Path, default=Path("bench/results/baselines.json"))
+    parser.add_argument("--methods", default="uniform,bip,shortgpt,mi,transact,sleb")
+    parser.add_argument("--warm", action="store_true", help="keep caches and the saved score timings")
     args = parser.parse_args()
 
     from prunesearch.models import load_model
 
     loaded = load_model(args.model)
-    cold_cache()
+    methods = args.methods.split(",")
+    rows, dense, seconds = [], {}, {}
+    if args.warm:
+        saved = json.loads(args.results.read_text())
+        rows = [r for r in saved["rows"] if r["method"] not in methods]
+        dense, seconds = saved["dense"], saved["seconds"]
+    else:
+        cold_cache()
     from prunesearch.evaluate import EvalSpec, evaluate_architecture
     from prunesearch.pruners.baselines import baseline
 
-    seconds = score_times(loaded)
-    rows = []
-    dense = {}
-    for method in ("uniform", "bip", "shortgpt", "mi", "transact", "sleb"):
+    if not args.warm:
+        seconds = score_times(loaded)
+    for method in methods:
         for budget in sorted(BUDGETS, reverse=True):
             start = time.perf_counter()
             arch = baseline(method, loaded, budget)
@@ -154,6 +163,8 @@ def write(path: Path, dense: dict, rows: list[dict], seconds: dict, max_tokens: 
         "| method | budget | removed | params | blocks removed | PTB-test ppl | wiki-test ppl | tokens/s vs dense | build s |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
+    order = ("uniform", "bip", "shortgpt", "mi", "transact", "sleb")
+    rows = sorted(rows, key=lambda r: (order.index(r["method"]), -r["budget"]))
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['budget']:.0%} | {r['removed']:.2%} | {r['params']:,} | "

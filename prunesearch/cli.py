@@ -278,6 +278,8 @@ def campaign(
     seed: Annotated[Optional[int], typer.Option(help="Seed of the pair design and the search")] = None,
     units: Annotated[Optional[str], typer.Option(help="Scores choosing the units a width keeps: transact, "
                                                       "activation or bip")] = None,
+    refine_top: Annotated[Optional[int], typer.Option(help="Best widths per budget whose units are re-chosen "
+                                                           "by TransAct's iterative schedule (0: none)")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Zero-shot columns in the comparison: tasks or paper7")] = None,
     task_limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents per task")] = None,
     as_json: JsonOpt = False,
@@ -293,7 +295,7 @@ def campaign(
     settings = base.replace(model=None if model == "smollm2-135m" and config else model,
                             budgets=tuple(budget) if budget else None, pairs=pairs, tokens=tokens, window=window,
                             rounds=rounds, verify=verify, trials=trials, compare_tokens=compare_tokens, name=name,
-                            storage=storage, seed=seed, units=units, task_limit=task_limit,
+                            storage=storage, seed=seed, units=units, refine_top=refine_top, task_limit=task_limit,
                             tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
     summary = run_campaign(settings, run_dir, progress=True)

@@ -141,6 +141,9 @@ class PairStore:
         for key, what in (("space", "search space"), ("fidelity", "fidelity")):
             if stored[key] != given[key]:
                 raise PrunesearchError(f"{name} was run with another {what}: {_differences(stored[key], given[key])}")
+        units = stored.get("units", "activation"), given.get("units", "activation")
+        if units[0] != units[1]:
+            raise PrunesearchError(f"{name} chose units by {units[0]} scores, not {units[1]}")
 
     @property
     def meta(self) -> dict[str, Any]:
