@@ -15,7 +15,7 @@ import pytest
 from prunesearch.errors import BudgetError, PrunesearchError
 from prunesearch.evaluate.store import PairStore, default_storage
 from prunesearch.predictor import Predictor
-from prunesearch.search import campaign as campaign_module
+from prunesearch.evaluate import worker as worker_module
 from prunesearch.search.campaign import run_campaign
 from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, search
@@ -99,18 +99,13 @@ def test_campaign_writes_best_predictor_and_report(finished):
     names = [row["name"] for row in summary["comparison"]]
     assert names[0] == "dense" and "greedy 20%" in names and "transact 20%" in names
     assert summary["pairs"] >= config.pairs
-    samplers = {p.sampler for p in PairStore(default_storage(run_dir), config.campaign, _meta(run_dir, config)).pairs()}
+    samplers = {p.sampler for p in PairStore(default_storage(run_dir), config.campaign).pairs()}
     assert {"prior", "random", "search"} <= samplers
-
-
-def _meta(run_dir: Path, config: CampaignConfig) -> dict:
-    study = optuna.load_study(study_name=config.campaign, storage=default_storage(run_dir))
-    return {k: study.user_attrs[k] for k in ("fingerprint", "space", "fidelity", "model") if k in study.user_attrs}
 
 
 def test_resume_after_interruption_measures_nothing_twice(tiny_dir, tmp_path, monkeypatch, finished):
     config, _, uninterrupted = finished
-    real = campaign_module.measure
+    real = worker_module.measure
     calls = {"n": 0}
 
     def dying(*args, **kwargs):
@@ -119,10 +114,10 @@ def test_resume_after_interruption_measures_nothing_twice(tiny_dir, tmp_path, mo
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(campaign_module, "measure", dying)
+    monkeypatch.setattr(worker_module, "measure", dying)
     with pytest.raises(KeyboardInterrupt):
         run_campaign(config, tmp_path, progress=False)
-    monkeypatch.setattr(campaign_module, "measure", real)
+    monkeypatch.setattr(worker_module, "measure", real)
     summary = run_campaign(config, tmp_path, progress=False)
     study = optuna.load_study(study_name=config.campaign, storage=default_storage(tmp_path))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

@@ -81,7 +81,7 @@ def test_pairs_survive_reopening_in_order(url):
         assert pair.record == record(10.0 + i, removed=0.25, flops=7, seconds=[1.5], calibration={"count": 4})
         assert pair.ppl == 10.0 + i and not pair.collapsed
     assert reopened.meta == META
-    assert reopened.keys() == {a.key() for a in made}
+    assert reopened.keys() == {a.key(units=True) for a in made}
     values = [t.value for t in optuna.load_study(study_name="c", storage=url).trials]
     assert values == pytest.approx([math.log(10.0 + i) for i in range(5)])
 
@@ -96,7 +96,9 @@ def test_duplicates_are_refused_across_store_objects(url):
         assert store.reserve(done, "search") is None
         assert store.reserve(running, "search") is None
         assert store.add(done, "seed", record(6.0)) is None
-    assert second.reserve(indexed(done, 99), "seed") is None  # same counts, other units: same key
+    other_units = indexed(done, 99)
+    assert other_units.key() == done.key() and other_units.key(units=True) != done.key(units=True)
+    assert second.reserve(other_units, "seed") is not None  # same widths, other units: another model
     assert [p.ppl for p in second.pairs()] == [5.0]
 
 
@@ -114,19 +116,36 @@ def test_fail_frees_the_key():
     assert [t.user_attrs["fail_reason"] for t in failed] == ["out of memory"]
 
 
-def test_recover_fails_what_a_killed_process_left_running(url):
-    killed = PairStore(url, "c", META)
-    made = archs(3)
-    killed.add(made[0], "random", record(4.0))
-    killed.reserve(made[1], "random")
-    killed.reserve(made[2], "random")
+def test_queued_work_is_claimed_once_and_a_dead_workers_trial_comes_back(tmp_path):
+    url = default_storage(tmp_path)
+    coordinator = PairStore(url, "c", {**META, "heartbeat": 1})
+    made = [indexed(a, i) for i, a in enumerate(archs(3))]
+    assert [coordinator.enqueue(a, "random") for a in made] == [True] * 3
+    assert not coordinator.enqueue(made[0], "random")  # waiting counts as taken
+    with pytest.raises(PrunesearchError, match="select its units"):
+        coordinator.enqueue(SPACE.sample(123), "random")
 
-    resumed = PairStore(url, "c", META)
-    assert resumed.keys() == {a.key() for a in made}
-    assert resumed.recover() == 2
-    assert resumed.keys() == {made[0].key()}
-    assert resumed.recover() == 0
-    assert resumed.reserve(made[1], "random") is not None
+    dead, alive = PairStore(url, "c"), PairStore(url, "c")
+    trial, arch = dead.claim("dead")  # and then its process is killed: no more heartbeats
+    assert arch == made[0]
+    got = []
+    while (claimed := alive.claim("alive")) is not None:
+        with alive.heartbeat(claimed[0]):
+            got.append(alive.complete(claimed[0], record(5.0 + len(got))).arch)
+    assert got == made[1:] and alive.running() == 1 and alive.waiting() == 0
+    time.sleep(3.5)  # past the grace period of two heartbeats
+    retried = alive.claim("alive")
+    assert retried is not None and retried[1] == made[0]
+    alive.complete(retried[0], record(9.0))
+    study = optuna.load_study(study_name="c", storage=url)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 3 and states.count(optuna.trial.TrialState.FAIL) == 1
+    assert sorted(p.arch.key(units=True) for p in coordinator.pairs()) == sorted(a.key(units=True) for a in made)
+
+
+def test_joining_a_campaign_that_does_not_exist_is_a_user_error(url):
+    with pytest.raises(PrunesearchError, match="no campaign 'nope'"):
+        PairStore(url, "nope")
 
 
 @pytest.mark.parametrize("bad", [float("inf"), float("nan")])

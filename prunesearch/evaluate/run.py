@@ -17,6 +17,7 @@ from prunesearch.data import eval_windows, parse_dataset, token_ids
 from prunesearch.evaluate.perplexity import Perplexity, perplexity
 from prunesearch.evaluate.speed import compare_speed
 from prunesearch.evaluate.store import Fidelity
+from prunesearch.errors import ArchitectureError
 from prunesearch.models import LoadedModel
 from prunesearch.paths import atomic_write_text, cache_dir
 from prunesearch.pruners import CalibrationSpec, UnitScores, activation_scores, calibrate, materialize, select_units
@@ -115,12 +116,14 @@ def evaluate_architecture(
     return record
 
 
-def measure(loaded: LoadedModel, arch: Architecture, fidelity: Fidelity, scores: UnitScores,
+def measure(loaded: LoadedModel, arch: Architecture, fidelity: Fidelity, scores: UnitScores | None = None,
             progress: bool = False) -> dict[str, Any]:
     """One search-time pair: ``arch`` (units chosen by ``scores`` unless it names them) materialized and
     measured on the fidelity's text; ``ppl`` pools every scored token of every data set."""
     start = time.perf_counter()
     if not arch.has_indices:
+        if scores is None:
+            raise ArchitectureError("the architecture lacks unit indices and no scores were given to choose them")
         arch = select_units(arch, scores)
     pruned = materialize(loaded.model, arch)
     total, count, per_split = 0.0, 0, {}

@@ -2,7 +2,15 @@
 
 Each evaluated architecture is one trial of the study named after the campaign, so a killed campaign resumes
 from its storage (SQLite by default, any Optuna RDB URL, or an in-memory storage for tests) and never evaluates
-an architecture twice: which keys are taken is asked of the storage every time, not remembered in memory.
+an architecture twice: which keys are taken is asked of the storage every time, not remembered in memory. The key
+covers the unit indices too: the same widths with other units is another model.
+
+Work is shared through the storage, so any number of processes on any number of machines can evaluate one
+campaign. ``enqueue`` adds an architecture as a WAITING trial (refused when its key is waiting, running or done);
+``claim`` moves one WAITING trial to RUNNING with the storage's own atomic state change (an RDB row lock), so two
+workers never get the same one. A claimed trial records heartbeats while it is evaluated; when a worker dies its
+heartbeat goes stale, Optuna fails the trial and ``RetryHeartbeatStaleTrialCallback`` puts a copy back as WAITING for
+another worker (``fail_stale``, called before every claim).
 
 A trial's value is log(ppl). A collapsed model (ppl inf or nan) is COMPLETE with value +inf, which Optuna 5
 accepts (it refuses only nan): it counts as evaluated, so it is never reserved again, and ``pairs`` leaves it out
@@ -13,8 +21,12 @@ a record are stored as plain Python numbers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import threading
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +40,12 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.space import Architecture, SearchSpace
 
 REQUIRED_META = ("fingerprint", "space", "fidelity")
-TAKEN = (TrialState.COMPLETE, TrialState.RUNNING)
+TAKEN = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+HEARTBEAT = 10
+"""Seconds between a running trial's heartbeats; Optuna fails it after twice that without one."""
+MAX_RETRY = 3
+# This store records its trials' heartbeats itself (``heartbeat``), so Optuna's warning does not apply.
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
 @dataclass(frozen=True)
@@ -93,12 +110,18 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=_plain, separators=(",", ":"))
 
 
-def _open(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
-    """An RDB storage for a URL, with connection failures as one-line user errors."""
+def _open(storage: str | optuna.storages.BaseStorage, heartbeat: int = HEARTBEAT) -> optuna.storages.BaseStorage:
+    """An RDB storage for a URL, with heartbeats and retry of dead workers' trials; connection failures are
+    one-line user errors."""
     if not isinstance(storage, str):
         return storage
     try:
-        return optuna.storages.RDBStorage(storage)
+        with warnings.catch_warnings():  # heartbeats are "experimental" and "meant for Study.optimize"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            return optuna.storages.RDBStorage(
+                storage, heartbeat_interval=heartbeat,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
     except (ImportError, RuntimeError, SQLAlchemyError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise PrunesearchError(f"cannot open storage '{storage}': {reason}") from None
@@ -112,27 +135,46 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
 class PairStore:
     """Architecture -> perplexity pairs of one campaign, each an Optuna trial of the study ``campaign``."""
 
-    def __init__(self, storage: str | optuna.storages.BaseStorage, campaign: str, meta: dict[str, Any]) -> None:
-        missing = [k for k in REQUIRED_META if k not in meta]
-        if missing:
-            raise ValueError(f"campaign meta lacks {', '.join(missing)}")
+    def __init__(self, storage: str | optuna.storages.BaseStorage, campaign: str,
+                 meta: dict[str, Any] | None = None) -> None:
+        """Open (or with ``meta``, create) the campaign; ``meta`` None joins an existing one as a worker. The
+        heartbeat interval is the campaign's (``meta["heartbeat"]``, default 10 s), so all its workers agree."""
+        if meta is not None:
+            missing = [k for k in REQUIRED_META if k not in meta]
+            if missing:
+                raise ValueError(f"campaign meta lacks {', '.join(missing)}")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.campaign = campaign
-        self._study = optuna.create_study(
-            storage=_open(storage), study_name=campaign, direction="minimize", load_if_exists=True
-        )
-        given = json.loads(json.dumps(meta))
-        stored = self._study.user_attrs
-        if "fingerprint" not in stored:
-            if self._study.get_trials(deepcopy=False):
-                raise PrunesearchError(f"study '{campaign}' in this storage is not a prunesearch campaign")
-            # The fingerprint goes last: its presence says the whole meta was written.
-            for key, value in sorted(given.items(), key=lambda item: item[0] == "fingerprint"):
-                self._study.set_user_attr(key, value)
-            stored = given
+        if meta is None:
+            self._study = self._load(_open(storage))
+            heartbeat = self._study.user_attrs.get("heartbeat", HEARTBEAT)
+            if heartbeat != HEARTBEAT and isinstance(storage, str):
+                self._study = self._load(_open(storage, heartbeat))
+            given = stored = self._study.user_attrs
+        else:
+            self._study = optuna.create_study(storage=_open(storage, meta.get("heartbeat", HEARTBEAT)),
+                                              study_name=campaign, direction="minimize", load_if_exists=True)
+            given = json.loads(json.dumps(meta))
+            stored = self._study.user_attrs
+            if "fingerprint" not in stored:
+                if self._study.get_trials(deepcopy=False):
+                    raise PrunesearchError(f"study '{campaign}' in this storage is not a prunesearch campaign")
+                # The fingerprint goes last: its presence says the whole meta was written.
+                for key, value in sorted(given.items(), key=lambda item: item[0] == "fingerprint"):
+                    self._study.set_user_attr(key, value)
+                stored = given
         self._check(stored, given)
         self._shape = SearchSpace.from_dict(stored["space"]).shape
         self._parsed: dict[int, Pair] = {}
+
+    def _load(self, storage: optuna.storages.BaseStorage) -> optuna.Study:
+        try:
+            study = optuna.load_study(storage=storage, study_name=self.campaign)
+        except KeyError:
+            raise PrunesearchError(f"no campaign '{self.campaign}' in this storage") from None
+        if "fingerprint" not in study.user_attrs:
+            raise PrunesearchError(f"study '{self.campaign}' in this storage is not a prunesearch campaign")
+        return study
 
     def _check(self, stored: dict[str, Any], given: dict[str, Any]) -> None:
         name = f"campaign '{self.campaign}'"
@@ -151,22 +193,88 @@ class PairStore:
         return self._study.user_attrs
 
     def keys(self) -> set[str]:
-        """Keys of the architectures evaluated (collapsed ones included) or being evaluated."""
+        """Unit-level keys of the architectures evaluated (collapsed ones included), being evaluated or waiting."""
         trials = self._study.get_trials(deepcopy=False, states=TAKEN)
         return {t.user_attrs["arch_key"] for t in trials if "arch_key" in t.user_attrs}
 
-    def reserve(self, arch: Architecture, sampler: str) -> Trial | None:
-        """A RUNNING trial claiming ``arch``, or None when its key is already evaluated or being evaluated."""
+    def _check_shape(self, arch: Architecture) -> None:
         if arch.shape != self._shape:
             raise PrunesearchError(f"the architecture is not of the model shape of campaign '{self.campaign}'")
-        key = arch.key()
-        if key in self.keys():
+
+    def _attrs(self, arch: Architecture, sampler: str) -> dict[str, str]:
+        # arch_key last: a claim counts once its architecture is stored.
+        return {"arch": _dumps(arch.to_dict()), "sampler": sampler, "arch_key": arch.key(units=True)}
+
+    def enqueue(self, arch: Architecture, sampler: str) -> bool:
+        """Add ``arch`` (with unit indices) as work for any worker; False when its key is already taken."""
+        self._check_shape(arch)
+        if not arch.has_indices:
+            raise PrunesearchError("an architecture is queued with its unit indices; select its units first")
+        if arch.key(units=True) in self.keys():
+            return False
+        self._study.enqueue_trial({}, user_attrs=self._attrs(arch, sampler))
+        return True
+
+    def reserve(self, arch: Architecture, sampler: str) -> Trial | None:
+        """A RUNNING trial claiming ``arch`` for this process, or None when its key is already taken."""
+        self._check_shape(arch)
+        if arch.key(units=True) in self.keys():
             return None
         trial = self._study.ask()
-        trial.set_user_attr("arch", _dumps(arch.to_dict()))
-        trial.set_user_attr("sampler", sampler)
-        trial.set_user_attr("arch_key", key)  # last: a claim counts once its architecture is stored
+        self._beat(trial._trial_id)
+        for key, value in self._attrs(arch, sampler).items():
+            trial.set_user_attr(key, value)
         return trial
+
+    def claim(self, worker: str = "") -> tuple[Trial, Architecture] | None:
+        """Move one WAITING trial to RUNNING for this process (atomic in the storage) and return it with its
+        architecture; None when nothing waits. A waiting copy of an architecture already done is dropped."""
+        self.fail_stale()
+        storage = self._study._storage
+        for frozen in self._study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if not storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
+                continue
+            trial = Trial(self._study, frozen._trial_id)
+            self._beat(frozen._trial_id)
+            key = frozen.user_attrs["arch_key"]
+            if any(t.user_attrs.get("arch_key") == key for t in self._study.get_trials(
+                    deepcopy=False, states=(TrialState.COMPLETE,))):
+                self.fail(trial, "duplicate: this architecture was evaluated already")
+                continue
+            if worker:
+                trial.set_user_attr("worker", worker)
+            return trial, Architecture.from_json(frozen.user_attrs["arch"], self._shape)
+        return None
+
+    def _interval(self) -> int | None:
+        """The storage's heartbeat interval (RDB storages, wrapped in Optuna's cache, have one; memory none)."""
+        interval = getattr(self._study._storage, "get_heartbeat_interval", None)
+        return interval() if interval else None
+
+    def _beat(self, trial_id: int) -> None:
+        if self._interval():
+            self._study._storage.record_heartbeat(trial_id)
+
+    @contextlib.contextmanager
+    def heartbeat(self, trial: Trial) -> Iterator[None]:
+        """Record heartbeats for ``trial`` while the block runs (so a dead process's trial is retried)."""
+        storage, interval = self._study._storage, self._interval()
+        if not interval:
+            yield
+            return
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                storage.record_heartbeat(trial._trial_id)
+
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def complete(self, trial: Trial, record: dict[str, Any]) -> Pair:
         """Store the evaluation of a reserved trial; a non-finite ppl is a collapse, stored with value +inf."""
@@ -176,16 +284,29 @@ class PairStore:
         return self._pair(self._study.tell(trial, value))
 
     def fail(self, trial: Trial, reason: str) -> None:
-        """An evaluation error (not a collapse): the trial FAILs and its key may be reserved again."""
+        """An evaluation error (not a collapse): the trial FAILs and its key may be taken again."""
         trial.set_user_attr("fail_reason", reason)
         self._study.tell(trial, state=TrialState.FAIL)
 
-    def recover(self) -> int:
-        """FAIL the RUNNING trials a killed process left, freeing their keys; only safe with a single writer."""
-        running = self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        for trial in running:
-            self._study.tell(trial.number, state=TrialState.FAIL)
-        return len(running)
+    def fail_stale(self) -> None:
+        """FAIL the RUNNING trials whose worker stopped beating; each comes back as WAITING (up to 3 retries)."""
+        if self._interval():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self._study)
+
+    def running(self) -> int:
+        """Trials being evaluated now, by any process."""
+        return len(self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+    def waiting(self) -> int:
+        return len(self._study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def entries(self) -> list[tuple[Architecture, str]]:
+        """Architecture and sampler of every trial holding a key (done, running or waiting), in trial order."""
+        trials = self._study.get_trials(deepcopy=False, states=TAKEN)
+        return [(Architecture.from_json(t.user_attrs["arch"], self._shape), t.user_attrs["sampler"])
+                for t in sorted(trials, key=lambda t: t.number) if "arch_key" in t.user_attrs]
 
     def pairs(self, include_collapsed: bool = False) -> list[Pair]:
         """Evaluated pairs in trial order; collapsed models only with ``include_collapsed``."""

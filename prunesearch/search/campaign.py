@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from prunesearch.evaluate import measure
+from prunesearch.evaluate.worker import work
 from prunesearch.evaluate.store import Fidelity, Pair, PairStore, default_storage
 from prunesearch.models import LoadedModel, load_model
 from prunesearch.paths import atomic_write_text
@@ -91,7 +91,7 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     fidelity = Fidelity(tuple(config.data), config.tokens, config.window)
     storage = config.storage or default_storage(run_dir)
     meta = {"fingerprint": loaded.fingerprint, "space": space.to_dict(), "fidelity": fidelity.to_dict(),
-            "model": loaded.name, "units": config.units}
+            "model": loaded.name, "units": config.units, "heartbeat": config.heartbeat}
     store = PairStore(storage, config.campaign, meta)
     calibration = CalibrationSpec()
     priors = compute_priors(loaded, calibration, progress=progress)
@@ -156,43 +156,42 @@ def design(setup: Setup, seeds: dict[float, dict[str, Architecture]]) -> Iterato
 
 
 def measure_all(setup: Setup, items: list[tuple[Architecture, str]], desc: str, progress: bool = True) -> list[Pair]:
-    """Measure every architecture not yet in the store (skipped silently when it is)."""
-    done = []
-    for arch, sampler in tqdm(items, desc=desc, disable=not progress, leave=False):
+    """Queue every architecture not yet in the store (units chosen first), then work the queue with any other
+    workers until it is empty; returns the stored pairs of ``items``."""
+    keys = []
+    for arch, sampler in items:
         if not arch.has_indices:
             arch = select_units(arch, setup.scores)
-        trial = setup.store.reserve(arch, sampler)
-        if trial is None:
-            continue
-        try:
-            record = measure(setup.loaded, arch, setup.fidelity, setup.scores)
-        except BaseException as exc:
-            setup.store.fail(trial, f"{type(exc).__name__}: {exc}")
-            raise
-        done.append(setup.store.complete(trial, record))
-    return done
+        setup.store.enqueue(arch, sampler)
+        keys.append(arch.key(units=True))
+    drain(setup, desc, progress)
+    by_key = {p.arch.key(units=True): p for p in setup.store.pairs(include_collapsed=True)}
+    return [by_key[k] for k in keys if k in by_key]
+
+
+def drain(setup: Setup, desc: str, progress: bool = True) -> list[Pair]:
+    """Evaluate queued work until none waits or runs anywhere (workers elsewhere may take part)."""
+    return work(setup.store, setup.loaded, setup.fidelity, progress=progress)
 
 
 def fill_design(setup: Setup, seeds: dict[float, dict[str, Architecture]], progress: bool = True) -> None:
-    """Measure design architectures until the store holds ``pairs`` of them (seeds included)."""
+    """Queue design architectures until the store holds ``pairs`` (seeds included), then evaluate them."""
     target = setup.config.pairs
-    have = len(setup.store.keys())
+    taken = setup.store.keys()
     stream = design(setup, seeds)
-    with tqdm(total=target, initial=min(have, target), desc="pairs", disable=not progress) as bar:
-        while have < target:
-            arch, sampler = next(stream)
-            if arch.key() in setup.store.keys():
-                continue
-            added = measure_all(setup, [(arch, sampler)], "pair", progress=False)
-            have += len(added)
-            bar.update(len(added))
-            if added:
-                bar.set_postfix(ppl=f"{added[0].ppl:.1f}", removed=f"{added[0].record['removed']:.1%}")
+    while len(taken) < target:
+        arch, sampler = next(stream)
+        arch = select_units(arch, setup.scores)
+        if setup.store.enqueue(arch, sampler):
+            taken.add(arch.key(units=True))
+    drain(setup, "pairs", progress)
 
 
 def training_data(store: PairStore) -> tuple[list[Architecture], np.ndarray, np.ndarray, list[str]]:
-    """Architectures, log-ppl, fraction removed and sampler of every finite pair."""
-    pairs = store.pairs()
+    """Architectures, log-ppl, fraction removed and sampler of every finite pair whose units the campaign's
+    scores chose (refined units would make one width two targets), in key order: a fit does not depend on the
+    order workers finished in."""
+    pairs = sorted((p for p in store.pairs() if p.sampler != REFINED), key=lambda p: p.arch.key(units=True))
     return ([p.arch for p in pairs], np.array([math.log(p.ppl) for p in pairs]),
             np.array([p.record["removed"] for p in pairs]), [p.sampler for p in pairs])
 
@@ -230,9 +229,9 @@ def refine(setup: Setup, budget: float, progress: bool = True) -> list[Pair]:
     """Re-choose the units of the best measured widths at ``budget`` with TransAct's iterative schedule (re-scoring
     the masked model between steps) and measure them: the search picks widths, this picks their units better."""
     config = setup.config
-    pairs = setup.store.pairs(include_collapsed=True)
-    refined = {p.arch.meta.get("refined_from") for p in pairs if p.sampler == REFINED}
-    widths = [p for p in best_pairs(setup.store, budget, config.slack, len(pairs)) if p.sampler != REFINED]
+    refined = {a.meta.get("refined_from") for a, sampler in setup.store.entries() if sampler == REFINED}
+    widths = [p for p in best_pairs(setup.store, budget, config.slack, len(setup.store.keys()))
+              if p.sampler != REFINED]
     fresh = []
     for pair in widths[:config.refine_top]:
         if pair.number in refined:
@@ -246,10 +245,10 @@ def verify_round(setup: Setup, predictor: Predictor, budget: float, heuristics: 
                  progress: bool = True) -> list[Pair]:
     """Search the predictor at ``budget`` and measure its best new candidates."""
     config = setup.config
-    done = [p for p in setup.store.pairs(include_collapsed=True)
-            if p.sampler == SEARCH and p.arch.meta.get("round") == round_ and p.arch.meta.get("budget") == budget]
-    if len(done) >= config.verify:  # a resumed campaign does not redo a finished round
-        return []
+    done = [a for a, sampler in setup.store.entries()
+            if sampler == SEARCH and a.meta.get("round") == round_ and a.meta.get("budget") == budget]
+    if len(done) >= config.verify:  # a resumed campaign does not redo a round it queued
+        return measure_all(setup, [], f"verify {budget:.0%} round {round_ + 1}", progress)
     seeds = search_seeds(setup.store, heuristics, budget, config.band)
     result = search(setup.space, predictor.predict, budget, seeds, trials=config.trials,
                     population=config.population, seed=config.seed + round_, slack=config.slack,
@@ -258,7 +257,7 @@ def verify_round(setup: Setup, predictor: Predictor, budget: float, heuristics: 
     fresh = []
     for candidate in result.candidates:
         arch = select_units(candidate.arch, setup.scores)
-        if arch.key() not in known:
+        if arch.key(units=True) not in known:
             fresh.append((_tagged(arch, predicted=candidate.predicted, round=round_, budget=budget), SEARCH))
         if len(fresh) == config.verify - len(done):
             break
@@ -273,7 +272,6 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
     atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=1))
     start = time.perf_counter()
     setup = prepare(config, run_dir, progress)
-    setup.store.recover()
     step = time.perf_counter()
     seeds = {b: seeds_at(setup, b, progress) for b in config.budgets}
     setup.seconds["baselines"] = time.perf_counter() - step
@@ -317,7 +315,7 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
                "predictor": str(run_dir / "predictor"), "report": str(report), "seconds": setup.seconds,
                "predictor_quality": {k: v for k, v in quality.items() if k not in ("predicted", "real", "groups")},
                "comparison": rows_to_json(rows),
-               "seeds": {str(b): {n: a.key() for n, a in s.items()} for b, s in seeds.items()}}
+               "seeds": {str(b): {n: a.key(units=True) for n, a in s.items()} for b, s in seeds.items()}}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=str))
     return summary
 
@@ -391,9 +389,9 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
     for budget, arch in best.items():
         tag = f"{round(budget * 100)}"
         heuristics = seeds[budget]
-        baselines = {n: p for n, p in ((n, next((q for q in pairs if q.arch.key() == a.key()), None))
+        baselines = {n: p for n, p in ((n, next((q for q in pairs if q.arch.key(units=True) == a.key(units=True)), None))
                                        for n, a in heuristics.items()) if p is not None}
-        searched = next(p for p in pairs if p.arch.key() == arch.key())
+        searched = next(p for p in pairs if p.arch.key(units=True) == arch.key(units=True))
         figures[f"Pareto front, budget {tag}%"] = plots.pareto(
             [(p.record["removed"], p.ppl) for p in pairs],
             {n: (p.record["removed"], p.ppl) for n, p in baselines.items()},

@@ -22,7 +22,8 @@ class CampaignConfig:
     norms pick markedly better units than the weight-scaled activation score: ppl 98.9 vs 111.3 for the same
     20% counts on SmolLM2 validation text). ``refine_steps``: with TransAct units, the ``refine_top`` best measured
     widths per budget get their units re-chosen by TransAct's iterative schedule and measured (0: off).
-    ``tasks``/``task_limit``: zero-shot columns in the final comparison.
+    ``tasks``/``task_limit``: zero-shot columns in the final comparison. ``heartbeat``: seconds between a running
+    evaluation's heartbeats; a trial silent for twice that is retried by another worker.
     """
 
     model: str = "smollm2-135m"
@@ -48,12 +49,13 @@ class CampaignConfig:
     tasks: tuple[str, ...] = ()
     task_limit: int | None = None
     storage: str | None = None
+    heartbeat: int = 10
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.budgets:
             raise PrunesearchError("a campaign needs at least one budget")
-        for name in ("pairs", "tokens", "window", "trials", "population", "mlp_step"):
+        for name in ("pairs", "tokens", "window", "trials", "population", "mlp_step", "heartbeat"):
             if getattr(self, name) < 1:
                 raise PrunesearchError(f"campaign setting '{name}' must be positive, got {getattr(self, name)}")
         if self.units not in UNIT_METHODS:

@@ -201,9 +201,11 @@ class Architecture:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
 
-    def key(self) -> str:
-        """Canonical hash of the counts alone: two architectures with the same choices share it."""
-        data = {"model": self.shape.to_dict(), "layers": [layer.counts().to_dict() for layer in self.layers]}
+    def key(self, units: bool = False) -> str:
+        """Canonical hash of the counts alone (two architectures with the same widths share it), or with
+        ``units`` of the counts and the unit indices (the same physical model)."""
+        layers = [(layer if units else layer.counts()).to_dict() for layer in self.layers]
+        data = {"model": self.shape.to_dict(), "layers": layers}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
