@@ -310,6 +310,28 @@ def campaign(
     out.print(f"predictor: {summary['predictor']}\nreport: {summary['report']}")
 
 
+@app.command()
+def worker(
+    storage: Annotated[str, typer.Option(help="The campaign's Optuna storage URL (sqlite:///... or postgresql://...)")],
+    campaign_name: Annotated[str, typer.Option("--campaign", help="Campaign name (its Optuna study)")],
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="The campaign's model at another path on this machine (checked by fingerprint)")] = None,
+    idle: Annotated[float, typer.Option(help="Exit after this many seconds with nothing to claim")] = 600.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Join a campaign from any machine: claim queued architectures, evaluate them, report to the storage."""
+    from prunesearch.evaluate.worker import join, work
+
+    _quiet_libraries()
+    store, loaded, fidelity = join(storage, campaign_name, model)
+    done = work(store, loaded, fidelity, idle=idle, progress=not as_json)
+    record = {"campaign": campaign_name, "evaluated": len(done), "trials": [p.number for p in done]}
+    if as_json:
+        sys.stdout.write(json.dumps(record) + "\n")
+    else:
+        out.print(f"worker done: evaluated {len(done)} architecture(s) of campaign {campaign_name}")
+
+
 @app.command("search")
 def search_command(
     predictor: Annotated[Path, typer.Option(help="A saved predictor folder (runs/<campaign>/predictor)")],

@@ -26,6 +26,7 @@ import json
 import math
 import threading
 import warnings
+from datetime import datetime, timedelta
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -119,8 +120,10 @@ def _open(storage: str | optuna.storages.BaseStorage, heartbeat: int = HEARTBEAT
         with warnings.catch_warnings():  # heartbeats are "experimental" and "meant for Study.optimize"
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             warnings.simplefilter("ignore", FutureWarning)
+            # SQLite serialises writers with a file lock: wait for it instead of failing ("database is locked").
+            engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else None
             return optuna.storages.RDBStorage(
-                storage, heartbeat_interval=heartbeat,
+                storage, engine_kwargs=engine, heartbeat_interval=heartbeat,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
     except (ImportError, RuntimeError, SQLAlchemyError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
@@ -222,7 +225,7 @@ class PairStore:
             return None
         trial = self._study.ask()
         self._beat(trial._trial_id)
-        for key, value in self._attrs(arch, sampler).items():
+        for key, value in {**self._attrs(arch, sampler), "worker": "local"}.items():
             trial.set_user_attr(key, value)
         return trial
 
@@ -241,8 +244,7 @@ class PairStore:
                     deepcopy=False, states=(TrialState.COMPLETE,))):
                 self.fail(trial, "duplicate: this architecture was evaluated already")
                 continue
-            if worker:
-                trial.set_user_attr("worker", worker)
+            trial.set_user_attr("worker", worker or "local")
             return trial, Architecture.from_json(frozen.user_attrs["arch"], self._shape)
         return None
 
@@ -289,11 +291,28 @@ class PairStore:
         self._study.tell(trial, state=TrialState.FAIL)
 
     def fail_stale(self) -> None:
-        """FAIL the RUNNING trials whose worker stopped beating; each comes back as WAITING (up to 3 retries)."""
-        if self._interval():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(self._study)
+        """FAIL the RUNNING trials whose worker stopped beating; each comes back as WAITING (up to 3 retries).
+
+        A process killed between claiming a trial and its first heartbeat leaves a RUNNING trial Optuna never
+        calls stale (it has no heartbeat); one that has no ``worker`` yet ten heartbeats after it started is
+        such an orphan, and is failed and queued again the same way."""
+        interval = self._interval()
+        if not interval:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self._study)
+        cutoff = datetime.now() - timedelta(seconds=10 * interval)
+        for trial in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if "worker" in trial.user_attrs or trial.datetime_start is None or trial.datetime_start > cutoff:
+                continue
+            try:
+                if not self._study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            if "arch_key" in trial.user_attrs:
+                self._study.enqueue_trial({}, user_attrs=dict(trial.user_attrs))
 
     def running(self) -> int:
         """Trials being evaluated now, by any process."""

@@ -12,6 +12,7 @@ import os
 import socket
 import time
 
+import optuna
 from tqdm.auto import tqdm
 
 from prunesearch.errors import PrunesearchError
@@ -51,7 +52,12 @@ def work(store: PairStore, loaded: LoadedModel, fidelity: Fidelity, idle: float 
             except BaseException as exc:
                 store.fail(trial, f"{type(exc).__name__}: {exc}")
                 raise
-            done.append(store.complete(trial, record))
+            try:
+                done.append(store.complete(trial, record))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # Our heartbeats came too late (an overloaded machine): the trial was declared dead and queued
+                # again, so this result is dropped and the retry's is the one kept.
+                continue
             quiet_since = time.monotonic()
             bar.update(1)
             bar.set_postfix(ppl=f"{done[-1].ppl:.1f}")
