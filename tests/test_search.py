@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,32 @@ def test_cli_campaign_json(tiny_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert Path(summary["report"]).is_file() and Path(summary["best"]["0.2"]["path"]).is_file()
+
+
+def test_campaign_killed_at_random_points_resumes_to_the_same_pairs(finished, tmp_path):
+    """SIGKILL a real campaign process three times at seeded random moments, then let it finish: the pairs are
+    those of the uninterrupted run (same seed), none measured twice."""
+    config, first_dir, _ = finished
+    settings = {**config.to_dict(), "heartbeat": 1, "compare_tokens": 64}
+    toml = tmp_path / "campaign.toml"
+    toml.write_text("".join(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}\n"
+                            for k, v in settings.items() if v is not None))
+    env = {**os.environ, "PRUNESEARCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    command = [str(Path(sys.executable).parent / "prunesearch"), "campaign", "--config", str(toml),
+               "--out", str(tmp_path / "run"), "--json"]
+    rng = np.random.default_rng(7)
+    for delay in rng.uniform(6, 30, size=3):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.kill()
+        process.wait()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def complete_keys(run_dir: Path) -> list[str]:
+        study = optuna.load_study(study_name=config.campaign, storage=default_storage(run_dir))
+        return [t.user_attrs["arch_key"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+    resumed = complete_keys(tmp_path / "run")
+    assert len(resumed) == len(set(resumed))
+    assert set(resumed) == set(complete_keys(first_dir))
