@@ -29,13 +29,13 @@ def worker_name() -> str:
 
 
 def work(store: PairStore, loaded: LoadedModel, fidelity: Fidelity, idle: float | None = None,
-         progress: bool = False) -> list[Pair]:
+         progress: bool = False, desc: str = "evaluating") -> list[Pair]:
     """Claim, measure and complete queued trials until none waits and none runs anywhere (``idle`` None), or
     until nothing was claimable for ``idle`` seconds (a standing worker). Returns the pairs this call measured.
 
     An evaluation error FAILs the trial with its reason and is raised; a collapse (ppl inf/nan) is a result."""
     name, done, quiet_since = worker_name(), [], time.monotonic()
-    with tqdm(desc="evaluating", disable=not progress, leave=False) as bar:
+    with tqdm(desc=desc, disable=not progress, leave=False) as bar:
         while True:
             claimed = store.claim(name)
             if claimed is None:

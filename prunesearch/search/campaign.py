@@ -171,7 +171,7 @@ def measure_all(setup: Setup, items: list[tuple[Architecture, str]], desc: str, 
 
 def drain(setup: Setup, desc: str, progress: bool = True) -> list[Pair]:
     """Evaluate queued work until none waits or runs anywhere (workers elsewhere may take part)."""
-    return work(setup.store, setup.loaded, setup.fidelity, progress=progress)
+    return work(setup.store, setup.loaded, setup.fidelity, progress=progress, desc=desc)
 
 
 def fill_design(setup: Setup, seeds: dict[float, dict[str, Architecture]], progress: bool = True) -> None:
