@@ -175,6 +175,7 @@ def test_a_collapse_is_recorded_excluded_and_never_reevaluated(url, bad):
             "was run with another search space: mlp_step 16, not 32",
         ),
         ({"fidelity": Fidelity(tokens=4096).to_dict()}, "was run with another fidelity: tokens 2048, not 4096"),
+        ({"units": "transact"}, "chose units by activation scores, not transact"),
     ],
 )
 def test_reopening_for_another_campaign_setup_is_refused(change, message):
