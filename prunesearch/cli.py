@@ -276,6 +276,8 @@ def campaign(
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default SQLite in the run folder)")] = None,
     config: Annotated[Optional[Path], typer.Option(help="campaign.toml with any of these settings")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the pair design and the search")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="What the search minimises: ppl, or accuracy (minus mean "
+                                                          "zero-shot accuracy on --tasks, --task-limit docs each)")] = None,
     units: Annotated[Optional[str], typer.Option(help="Scores choosing the units a width keeps: transact, "
                                                       "activation or bip")] = None,
     refine_top: Annotated[Optional[int], typer.Option(help="Best widths per budget whose units are re-chosen "
@@ -295,7 +297,7 @@ def campaign(
     settings = base.replace(model=None if model == "smollm2-135m" and config else model,
                             budgets=tuple(budget) if budget else None, pairs=pairs, tokens=tokens, window=window,
                             rounds=rounds, verify=verify, trials=trials, compare_tokens=compare_tokens, name=name,
-                            storage=storage, seed=seed, units=units, refine_top=refine_top, task_limit=task_limit,
+                            storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top, task_limit=task_limit,
                             tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
     summary = run_campaign(settings, run_dir, progress=True)

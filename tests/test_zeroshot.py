@@ -143,3 +143,20 @@ def test_cli_unknown_task(tiny_dir):
     assert result.returncode == 2 and result.stdout.strip() == "", result.stderr[-3000:]
     (line,) = [line for line in result.stderr.splitlines() if line.strip()]
     assert line.startswith("error: unknown task 'squad'") and "hellaswag" in line and "paper7" in line
+
+
+def test_a_campaign_can_target_zero_shot_accuracy(tiny_dir, tmp_path):
+    from prunesearch.evaluate import PairStore, default_storage
+    from prunesearch.predictor import Predictor
+    from prunesearch.search.campaign import run_campaign
+    from prunesearch.search.config import CampaignConfig
+
+    config = CampaignConfig(model=str(tiny_dir), budgets=(0.2,), pairs=8, tokens=128, window=64, rounds=1,
+                            verify=1, trials=32, population=8, compare_tokens=0, mlp_step=8, refine_top=0,
+                            objective="accuracy", tasks=("piqa",), task_limit=2, methods=("uniform", "shortgpt"))
+    summary = run_campaign(config, tmp_path, progress=False)
+    pairs = PairStore(default_storage(tmp_path), config.campaign).pairs()
+    assert len(pairs) >= 8 and all(0 <= p.record["accuracy"] <= 1 and "acc_piqa" in p.record for p in pairs)
+    assert Predictor.load(tmp_path / "predictor").meta["objective"] == "accuracy"
+    eligible = [p for p in pairs if 0.2 - 1e-9 <= p.record["removed"] <= 0.21]
+    assert summary["best"][0.2]["accuracy"] == max(p.record["accuracy"] for p in eligible)

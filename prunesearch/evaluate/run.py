@@ -135,6 +135,7 @@ def measure(loaded: LoadedModel, arch: Architecture, fidelity: Fidelity, scores:
         total += result.nll * result.scored_tokens
         count += result.scored_tokens
     nll = total / count
+    accuracy = _accuracy(loaded, pruned, fidelity) if fidelity.tasks else {}
     costs = cost(arch, seq_len=fidelity.window)
     return {
         "ppl": math.exp(nll) if math.isfinite(nll) and nll < 700 else math.inf,
@@ -148,4 +149,14 @@ def measure(loaded: LoadedModel, arch: Architecture, fidelity: Fidelity, scores:
         "scored_tokens": count,
         "seconds": time.perf_counter() - start,
         "fingerprint": loaded.fingerprint,
+        **accuracy,
     }
+
+
+def _accuracy(loaded: LoadedModel, pruned, fidelity: Fidelity) -> dict[str, float]:
+    """Mean zero-shot accuracy over the fidelity's tasks (and each task's), for an accuracy objective."""
+    from prunesearch.evaluate.zeroshot import evaluate_tasks
+
+    scores = evaluate_tasks(pruned, loaded.tokenizer, fidelity.tasks, fidelity.task_limit, progress=False)
+    per_task = {f"acc_{task}": entry["value"] for task, entry in scores["tasks"].items()}
+    return {"accuracy": sum(per_task.values()) / len(per_task), **per_task}

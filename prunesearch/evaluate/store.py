@@ -51,11 +51,16 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 
 @dataclass(frozen=True)
 class Fidelity:
-    """What text a search-time perplexity is measured on: ``tokens`` in all, split evenly over ``data``."""
+    """What text a search-time perplexity is measured on: ``tokens`` in all, split evenly over ``data``; with
+    ``tasks``, also zero-shot accuracy on the first ``task_limit`` documents of each (lm-eval's validation or
+    test documents: a campaign that targets accuracy ranks on them, so its reported accuracy is not held out
+    unless compared on other documents)."""
 
     data: tuple[str, ...] = ("ptb-valid", "wiki-valid")
     tokens: int = 2048
     window: int = 512
+    tasks: tuple[str, ...] = ()
+    task_limit: int = 20
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -69,11 +74,15 @@ class Fidelity:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "data": list(self.data)}
+        """Plain JSON; a perplexity-only fidelity omits the task fields (as campaigns before them stored it)."""
+        out = {**asdict(self), "data": list(self.data), "tasks": list(self.tasks)}
+        if not self.tasks:
+            del out["tasks"], out["task_limit"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Fidelity":
-        return cls(**{**data, "data": tuple(data["data"])})
+        return cls(**{**data, "data": tuple(data["data"]), "tasks": tuple(data.get("tasks", ()))})
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,12 @@ class Pair:
     @property
     def collapsed(self) -> bool:
         return not math.isfinite(self.ppl)
+
+    def loss(self, objective: str = "ppl") -> float:
+        """What a campaign minimises: log-ppl, or minus the mean zero-shot accuracy (objective ``accuracy``)."""
+        if objective == "accuracy":
+            return -float(self.record["accuracy"])
+        return math.log(self.ppl)
 
 
 def default_storage(run_dir: Path) -> str:

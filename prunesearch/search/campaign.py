@@ -88,7 +88,7 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     space = space_for(shape, config.mlp_step)
     for budget in config.budgets:
         space.check_budget(budget)
-    fidelity = Fidelity(tuple(config.data), config.tokens, config.window)
+    fidelity = Fidelity(tuple(config.data), config.tokens, config.window, **config.fidelity_tasks())
     storage = config.storage or default_storage(run_dir)
     meta = {"fingerprint": loaded.fingerprint, "space": space.to_dict(), "fidelity": fidelity.to_dict(),
             "model": loaded.name, "units": config.units, "heartbeat": config.heartbeat}
@@ -187,42 +187,44 @@ def fill_design(setup: Setup, seeds: dict[float, dict[str, Architecture]], progr
     drain(setup, "pairs", progress)
 
 
-def training_data(store: PairStore) -> tuple[list[Architecture], np.ndarray, np.ndarray, list[str]]:
-    """Architectures, log-ppl, fraction removed and sampler of every finite pair whose units the campaign's
+def training_data(store: PairStore, objective: str = "ppl"
+                  ) -> tuple[list[Architecture], np.ndarray, np.ndarray, list[str]]:
+    """Architectures, loss (log-ppl or minus accuracy), fraction removed and sampler of every finite pair whose
+    units the campaign's
     scores chose (refined units would make one width two targets), in key order: a fit does not depend on the
     order workers finished in."""
     pairs = sorted((p for p in store.pairs() if p.sampler != REFINED), key=lambda p: p.arch.key(units=True))
-    return ([p.arch for p in pairs], np.array([math.log(p.ppl) for p in pairs]),
+    return ([p.arch for p in pairs], np.array([p.loss(objective) for p in pairs]),
             np.array([p.record["removed"] for p in pairs]), [p.sampler for p in pairs])
 
 
 def fit(setup: Setup, extra_meta: dict[str, Any] | None = None) -> Predictor:
-    archs, y, _, _ = training_data(setup.store)
+    archs, y, _, _ = training_data(setup.store, setup.config.objective)
     meta = {"fingerprint": setup.loaded.fingerprint, "model": setup.loaded.name, "space": setup.space.to_dict(),
             "fidelity": setup.fidelity.to_dict(), "calibration": asdict(setup.calibration), "n_train": len(y),
-            "units": setup.config.units,
+            "units": setup.config.units, "objective": setup.config.objective,
             **(extra_meta or {})}
     return Predictor(setup.ctx).fit(archs, y, meta)
 
 
 def search_seeds(store: PairStore | None, heuristics: list[Architecture], budget: float,
-                 band: float, count: int = 8) -> list[Architecture]:
+                 band: float, count: int = 8, objective: str = "ppl") -> list[Architecture]:
     """The search's first trials: every heuristic, then the best measured pairs near the budget."""
     seeds = list(heuristics)
     if store is not None:
         near = [p for p in store.pairs() if abs(p.record["removed"] - budget) <= band]
-        seeds += [p.arch for p in sorted(near, key=lambda p: p.ppl)[:count]]
+        seeds += [p.arch for p in sorted(near, key=lambda p: p.loss(objective))[:count]]
     return seeds
 
 
-def best_pairs(store: PairStore, budget: float, slack: float, count: int = 1) -> list[Pair]:
-    """The ``count`` lowest measured perplexities among pairs that remove at least ``budget`` (at most 1% more)."""
+def best_pairs(store: PairStore, budget: float, slack: float, count: int = 1, objective: str = "ppl") -> list[Pair]:
+    """The ``count`` lowest measured losses among pairs that remove at least ``budget`` (at most 1% more)."""
     eligible = [p for p in store.pairs() if budget - 1e-9 <= p.record["removed"] <= budget + max(slack, 0.01)]
-    return sorted(eligible, key=lambda p: p.ppl)[:count]
+    return sorted(eligible, key=lambda p: p.loss(objective))[:count]
 
 
-def best_pair(store: PairStore, budget: float, slack: float) -> Pair | None:
-    return next(iter(best_pairs(store, budget, slack)), None)
+def best_pair(store: PairStore, budget: float, slack: float, objective: str = "ppl") -> Pair | None:
+    return next(iter(best_pairs(store, budget, slack, objective=objective)), None)
 
 
 def refine(setup: Setup, budget: float, progress: bool = True) -> list[Pair]:
@@ -230,7 +232,7 @@ def refine(setup: Setup, budget: float, progress: bool = True) -> list[Pair]:
     the masked model between steps) and measure them: the search picks widths, this picks their units better."""
     config = setup.config
     refined = {a.meta.get("refined_from") for a, sampler in setup.store.entries() if sampler == REFINED}
-    widths = [p for p in best_pairs(setup.store, budget, config.slack, len(setup.store.keys()))
+    widths = [p for p in best_pairs(setup.store, budget, config.slack, len(setup.store.keys()), config.objective)
               if p.sampler != REFINED]
     fresh = []
     for pair in widths[:config.refine_top]:
@@ -249,7 +251,7 @@ def verify_round(setup: Setup, predictor: Predictor, budget: float, heuristics: 
             if sampler == SEARCH and a.meta.get("round") == round_ and a.meta.get("budget") == budget]
     if len(done) >= config.verify:  # a resumed campaign does not redo a round it queued
         return measure_all(setup, [], f"verify {budget:.0%} round {round_ + 1}", progress)
-    seeds = search_seeds(setup.store, heuristics, budget, config.band)
+    seeds = search_seeds(setup.store, heuristics, budget, config.band, objective=config.objective)
     result = search(setup.space, predictor.predict, budget, seeds, trials=config.trials,
                     population=config.population, seed=config.seed + round_, slack=config.slack,
                     top=config.verify * 4, progress=progress)
@@ -296,7 +298,7 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
     setup.seconds["final fit"] = time.perf_counter() - step
     best, best_archs = {}, {}
     for budget in config.budgets:
-        pair = best_pair(setup.store, budget, config.slack)
+        pair = best_pair(setup.store, budget, config.slack, config.objective)
         if pair is None:
             continue
         arch = _tagged(pair.arch, budget=budget, sampler=pair.sampler, fidelity_ppl=pair.ppl, trial=pair.number,
@@ -305,7 +307,8 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
         arch.save(path)
         if budget == config.budgets[0]:
             arch.save(run_dir / "best.json")
-        best[budget] = {"path": str(path), "ppl": pair.ppl, "sampler": pair.sampler, "removed": pair.record["removed"]}
+        best[budget] = {"path": str(path), "ppl": pair.ppl, "accuracy": pair.record.get("accuracy"),
+                        "sampler": pair.sampler, "removed": pair.record["removed"]}
         best_archs[budget] = pair.arch
     setup.seconds["campaign"] = time.perf_counter() - start
     quality = predictor_quality(setup)
@@ -324,7 +327,7 @@ def out_of_fold(setup: Setup, folds: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Measured and out-of-fold predicted log-ppl of every pair (each predicted by a fit that never saw it)."""
     from sklearn.model_selection import KFold
 
-    archs, y, _, _ = training_data(setup.store)
+    archs, y, _, _ = training_data(setup.store, setup.config.objective)
     predicted = np.empty_like(y)
     for train, test in KFold(folds, shuffle=True, random_state=setup.config.seed).split(y):
         model = Predictor(setup.ctx).fit([archs[i] for i in train], y[train])
@@ -336,7 +339,7 @@ def predictor_quality(setup: Setup) -> dict[str, Any]:
     """Held-out rank metrics (k-fold, per budget band), learning curve, and transfer across samplers."""
     from prunesearch.predictor import held_out_by_group, learning_curve, rank_report
 
-    archs, y, removed, groups = training_data(setup.store)
+    archs, y, removed, groups = training_data(setup.store, setup.config.objective)
     _, predicted = out_of_fold(setup)
     budget = setup.config.budgets[0]
     quality: dict[str, Any] = {"predicted": predicted.tolist(), "real": y.tolist(), "groups": groups,
@@ -376,10 +379,11 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
     from prunesearch.search.report import write_report
 
     figures_dir = run_dir / "figures"
+    real, predicted = np.asarray(quality["real"]), np.asarray(quality["predicted"])
+    shown = (np.exp(real), np.exp(predicted)) if setup.config.objective == "ppl" else (-real, -predicted)
     figures = {
         "Predicted vs measured (out-of-fold)": plots.predicted_vs_real(
-            np.exp(quality["real"]), np.exp(quality["predicted"]), quality["groups"],
-            figures_dir / "predicted_vs_real.png"),
+            *shown, quality["groups"], figures_dir / "predicted_vs_real.png", quantity=setup.config.objective),
         "Learning curve": plots.learning_curve(
             [{"n": p["n_train"], "all": p["all"], "band": p["band"]} for p in quality["learning_curve"]],
             figures_dir / "learning_curve.png"),

@@ -10,6 +10,8 @@ from typing import Any
 from prunesearch.errors import PrunesearchError
 from prunesearch.pruners.priors import UNIT_METHODS
 
+OBJECTIVES = ("ppl", "accuracy")
+
 
 @dataclass(frozen=True)
 class CampaignConfig:
@@ -22,7 +24,9 @@ class CampaignConfig:
     norms pick markedly better units than the weight-scaled activation score: ppl 98.9 vs 111.3 for the same
     20% counts on SmolLM2 validation text). ``refine_steps``: with TransAct units, the ``refine_top`` best measured
     widths per budget get their units re-chosen by TransAct's iterative schedule and measured (0: off).
-    ``tasks``/``task_limit``: zero-shot columns in the final comparison. ``heartbeat``: seconds between a running
+    ``tasks``/``task_limit``: zero-shot columns in the final comparison; with ``objective = "accuracy"`` also
+    measured for every pair (first ``task_limit`` documents, 20 if unset), and the predictor and the search
+    then target mean accuracy instead of perplexity. ``heartbeat``: seconds between a running
     evaluation's heartbeats; a trial silent for twice that is retried by another worker.
     """
 
@@ -43,6 +47,7 @@ class CampaignConfig:
     band: float = 0.025
     methods: tuple[str, ...] = ("bip", "transact", "mi", "sleb", "shortgpt", "uniform")
     compare_tokens: int = 8192
+    objective: str = "ppl"
     units: str = "transact"
     refine_steps: int = 4
     refine_top: int = 2
@@ -58,12 +63,23 @@ class CampaignConfig:
         for name in ("pairs", "tokens", "window", "trials", "population", "mlp_step", "heartbeat"):
             if getattr(self, name) < 1:
                 raise PrunesearchError(f"campaign setting '{name}' must be positive, got {getattr(self, name)}")
+        if self.objective not in OBJECTIVES:
+            raise PrunesearchError(f"campaign setting 'objective' must be one of {', '.join(OBJECTIVES)}, "
+                                   f"got {self.objective!r}")
+        if self.objective == "accuracy" and not self.tasks:
+            raise PrunesearchError("objective 'accuracy' needs zero-shot tasks: set 'tasks' (e.g. --tasks paper7)")
         if self.units not in UNIT_METHODS:
             raise PrunesearchError(f"campaign setting 'units' must be one of {', '.join(UNIT_METHODS)}, "
                                    f"got {self.units!r}")
         for name in ("rounds", "verify", "refine_steps", "refine_top"):
             if getattr(self, name) < 0:
                 raise PrunesearchError(f"campaign setting '{name}' must not be negative, got {getattr(self, name)}")
+
+    def fidelity_tasks(self) -> dict[str, Any]:
+        """The task part of the search-time fidelity: none unless the objective is accuracy."""
+        if self.objective != "accuracy":
+            return {}
+        return {"tasks": tuple(self.tasks), "task_limit": self.task_limit or 20}
 
     @property
     def campaign(self) -> str:

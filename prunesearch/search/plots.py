@@ -75,8 +75,10 @@ def predicted_vs_real(
     groups: Sequence[str],
     path: str | Path,
     title: str = "Predictor on held-out folds",
+    quantity: str = "ppl",
 ) -> Path:
-    """Out-of-fold predicted against measured search-fidelity ppl, one color per sampler that produced the pair."""
+    """Out-of-fold predicted against measured search-fidelity ``quantity`` (ppl, log axes; or accuracy), one
+    color per sampler that produced the pair."""
     if not len(real) == len(predicted) == len(groups):
         raise ValueError(f"real, predicted and groups differ in length ({len(real)}, {len(predicted)}, {len(groups)})")
     tau, rho = rank_agreement(real, predicted)
@@ -98,10 +100,12 @@ def predicted_vs_real(
         ax.plot([lo, hi], [lo, hi], color="black", linestyle="--", linewidth=1, label="y = x")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
-    _log_scale(ax, "x")
-    _log_scale(ax, "y")
-    ax.set_xlabel("measured ppl (search fidelity, log)")
-    ax.set_ylabel("predicted ppl (out-of-fold, log)")
+    log = quantity == "ppl"
+    if log:
+        _log_scale(ax, "x")
+        _log_scale(ax, "y")
+    ax.set_xlabel(f"measured {quantity} (search fidelity{', log' if log else ''})")
+    ax.set_ylabel(f"predicted {quantity} (out-of-fold{', log' if log else ''})")
     plotted = len(shown) // 2
     count = f"n = {plotted}" + (f" of {len(real)} (non-finite left out)" if plotted < len(real) else "")
     ax.set_title(f"{title}\nKendall tau {tau:.3f}, Spearman {rho:.3f}, {count}")

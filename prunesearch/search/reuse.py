@@ -9,10 +9,10 @@ from typing import Any
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate import measure
-from prunesearch.evaluate.store import Fidelity
+from prunesearch.evaluate.store import Fidelity, Pair
 from prunesearch.predictor import Predictor
 from prunesearch.pruners.greedy import greedy_allocation
-from prunesearch.search.campaign import sensitivity_of
+from prunesearch.search.campaign import SEARCH, sensitivity_of
 from prunesearch.search.optimize import search
 from prunesearch.space import Architecture, SearchSpace, cost
 
@@ -33,8 +33,10 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
     result = search(space, predictor.predict, budget, seeds, trials=trials, seed=seed, top=max(verify, 1) * 4,
                     progress=progress)
     best = result.candidates[0]
-    record: dict[str, Any] = {"budget": budget, "predicted_ppl": math.exp(best.predicted), "trials": result.trials,
-                              "queries_per_s": result.queries_per_second}
+    predicted = (math.exp(best.predicted) if predictor.meta.get("objective", "ppl") == "ppl"
+                 else -best.predicted)
+    record: dict[str, Any] = {"budget": budget, f"predicted_{predictor.meta.get('objective', 'ppl')}": predicted,
+                              "trials": result.trials, "queries_per_s": result.queries_per_second}
     arch = best.arch
     if verify > 0:
         arch, record["verified"] = _verify(predictor, [c.arch for c in result.candidates[:verify]], progress)
@@ -60,6 +62,8 @@ def _verify(predictor: Predictor, candidates: list[Architecture], progress: bool
     measured = []
     for arch in candidates:
         arch = select_units(arch, scores)
-        measured.append((measure(loaded, arch, fidelity, scores)["ppl"], arch))
-    best = min(measured, key=lambda m: m[0])[1]
-    return best, [{"ppl": ppl, "key": arch.key()} for ppl, arch in measured]
+        measured.append((Pair(0, arch, SEARCH, measure(loaded, arch, fidelity, scores))))
+    objective = meta.get("objective", "ppl")
+    best = min(measured, key=lambda p: p.loss(objective)).arch
+    return best, [{"ppl": p.ppl, "accuracy": p.record.get("accuracy"), "key": p.arch.key(units=True)}
+                  for p in measured]
