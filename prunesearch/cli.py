@@ -339,7 +339,7 @@ def search_command(
     predictor: Annotated[Path, typer.Option(help="A saved predictor folder (runs/<campaign>/predictor)")],
     budget: Annotated[float, typer.Option(help="Fraction of parameters to remove")],
     verify: Annotated[int, typer.Option(help="Measure the top K on the predictor's fidelity (loads the model)")] = 0,
-    trials: Annotated[int, typer.Option(help="Predictor queries")] = 2048,
+    trials: Annotated[int, typer.Option(help="Predictor queries")] = 1024,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the best architecture JSON")] = None,
     seed: Annotated[int, typer.Option(help="Search seed")] = 0,
     as_json: JsonOpt = False,

@@ -17,7 +17,7 @@ from prunesearch.search.optimize import search
 from prunesearch.space import Architecture, SearchSpace, cost
 
 
-def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 2048, out: Path | None = None,
+def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 1024, out: Path | None = None,
                  seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """Search ``directory``'s predictor at ``budget``, seeded with the greedy allocation (from the predictor's own
     sensitivity tables) and an even MLP cut; with ``verify`` > 0, measure the top candidates on the predictor's
