@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from blocks import write_block
 
 BEGIN, END = "<!-- bench/baselines.py:begin -->", "<!-- bench/baselines.py:end -->"
 BUDGETS = (0.1, 0.2, 0.3)
@@ -179,13 +180,7 @@ def write(path: Path, dense: dict, rows: list[dict], seconds: dict, max_tokens: 
         "TransAct's re-scoring passes, and is ~0 when the scores were already cached):", "",
         "| step | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.1f} |" for k, v in seconds.items()]
-    text = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n" + "\n".join(lines) + f"\n{END}"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text += f"\n{block}\n"
-    path.write_text(text)
+    write_block(path, BEGIN, END, lines)
 
 
 if __name__ == "__main__":

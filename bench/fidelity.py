@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import torch
+from blocks import write_block
 
 BEGIN, END = "<!-- bench/fidelity.py:begin -->", "<!-- bench/fidelity.py:end -->"
 
@@ -81,13 +82,7 @@ def write(path: Path, results: dict) -> None:
         test = [row["test_ppl"] for row in r["rows"]]
         lines.append(f"| {float(budget):.0%} | {r['n']} | {r['kendall_tau']:.3f} | {r['spearman']:.3f} | "
                      f"{min(test):.1f} – {max(test):.1f} |")
-    text = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n" + "\n".join(lines) + f"\n{END}"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text += f"\n{block}\n"
-    path.write_text(text)
+    write_block(path, BEGIN, END, lines)
 
 
 if __name__ == "__main__":

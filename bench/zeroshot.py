@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from blocks import write_block
 
 BEGIN, END = "<!-- bench/zeroshot.py:begin -->", "<!-- bench/zeroshot.py:end -->"
 RESULTS = Path("bench/results/zeroshot.json")
@@ -84,13 +85,7 @@ def write(path: Path, results: dict) -> None:
         cells = [name, f"{row['removed']:.1%}", *(f"{100 * t[k]['value']:.1f}" for k in PAPER7),
                  f"{100 * row['avg7']:.1f}", f"{100 * t['mmlu']['value']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    text = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n" + "\n".join(lines) + f"\n{END}"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text += f"\n{block}\n"
-    path.write_text(text)
+    write_block(path, BEGIN, END, lines)
 
 
 if __name__ == "__main__":

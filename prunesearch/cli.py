@@ -23,6 +23,15 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'smollm2-135m' (bu
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a summary")]
 
 
+def _task_names(tasks: str | None, limit: int | None) -> tuple[str, ...]:
+    """The zero-shot tasks asked for (none without --tasks); --limit alone is a mistake."""
+    from prunesearch.evaluate.zeroshot import resolve_tasks
+
+    if limit is not None and not tasks:
+        raise PrunesearchError("--limit applies to zero-shot tasks: give --tasks too")
+    return resolve_tasks(tasks) if tasks else ()
+
+
 def _quiet_libraries() -> None:
     import transformers
 
@@ -100,14 +109,12 @@ def evaluate(
 ) -> None:
     """Materialize an architecture and measure perplexity, cost and speed beside the dense model."""
     from prunesearch.evaluate import EvalSpec, evaluate_architecture, with_units
-    from prunesearch.evaluate.zeroshot import evaluate_tasks, resolve_tasks
+    from prunesearch.evaluate.zeroshot import evaluate_tasks
     from prunesearch.models import load_model
     from prunesearch.pruners import materialize
     from prunesearch.space import Architecture, ModelShape
 
-    if limit is not None and not tasks:
-        raise PrunesearchError("--limit applies to zero-shot tasks: give --tasks too")
-    task_names = resolve_tasks(tasks) if tasks else ()
+    task_names = _task_names(tasks, limit)
     _quiet_libraries()
     loaded = load_model(model)
     shape = ModelShape.from_config(loaded.model.config)
@@ -370,7 +377,6 @@ def compare_command(
     as_json: JsonOpt = False,
 ) -> None:
     """The searched model(s) and every heuristic baseline on held-out test text, in one run and one table."""
-    from prunesearch.evaluate.zeroshot import resolve_tasks
     from prunesearch.models import load_model
     from prunesearch.pruners.baselines import METHODS
     from prunesearch.search.compare import baselines_at, check_model, compare
@@ -381,9 +387,7 @@ def compare_command(
     unknown = [m for m in chosen if m not in METHODS]
     if unknown:
         raise PrunesearchError(f"unknown method '{unknown[0]}' (choose from {', '.join(METHODS)})")
-    if limit is not None and not tasks:
-        raise PrunesearchError("--limit applies to zero-shot tasks: give --tasks too")
-    task_names = resolve_tasks(tasks) if tasks else ()
+    task_names = _task_names(tasks, limit)
     _quiet_libraries()
     loaded = load_model(model)
     shape = ModelShape.from_config(loaded.model.config)
