@@ -12,10 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+from transformers import PreTrainedModel
+
 from prunesearch.errors import BudgetError
-from prunesearch.pruners.sensitivity import Sensitivity
+from prunesearch.pruners.scores import UnitScores
+from prunesearch.pruners.selection import select_units
+from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, probe
 from prunesearch.space.architecture import Architecture, LayerArch
-from prunesearch.space.cost import fixed_params, layer_params
+from prunesearch.space.cost import cost, fixed_params, layer_params
 from prunesearch.space.search_space import SearchSpace
 
 
@@ -26,17 +31,18 @@ class _Layer:
     mlp: int
 
 
-def greedy_allocation(space: SearchSpace, sens: Sensitivity, budget: float) -> Architecture:
+def greedy_allocation(space: SearchSpace, sens: Sensitivity, budget: float,
+                      start: Architecture | None = None) -> Architecture:
     """The counts removing at least ``budget`` of the parameters (and at most one MLP step more) that the
-    greedy rule picks from ``sens`` (choose the units with ``select_units``)."""
+    greedy rule picks from ``sens``, cutting further from ``start`` (dense when None; ``sens`` must then be
+    measured from it). Choose the units with ``select_units``."""
     space.check_budget(budget)
     shape = space.shape
-    full = Architecture.dense(shape).layers[0]
-    dense_layer = layer_params(shape, full)
-    total = fixed_params(shape) + shape.num_layers * dense_layer
-    excess = total - (1 - budget) * total
+    start = start or Architecture.dense(shape)
+    total = fixed_params(shape) + shape.num_layers * layer_params(shape, Architecture.dense(shape).layers[0])
+    excess = cost(start).params - (1 - budget) * total
     mlp_grid = space.choices()["mlp"]
-    state = [_Layer(False, shape.num_kv_heads, shape.intermediate_size) for _ in range(shape.num_layers)]
+    state = [_Layer(not layer.keep, layer.kv_heads, layer.mlp) for layer in start.layers]
 
     def build(layer: _Layer) -> LayerArch:
         if layer.removed or (layer.groups == 0 and layer.mlp == 0):
@@ -81,3 +87,18 @@ def mlp_step_params(space: SearchSpace) -> int:
     """Parameters of one MLP grid step: the finest move, and so the landing tolerance past the budget."""
     s = space.shape
     return space.mlp_step * (3 * s.hidden_size + (2 if s.mlp_bias else 0))
+
+
+def remeasured_greedy(model: PreTrainedModel, scores: UnitScores, windows: torch.Tensor, space: SearchSpace,
+                      budget: float, dense: Sensitivity, stages: int = 3, spec: SensitivitySpec = SensitivitySpec(),
+                      progress: bool = True) -> Architecture:
+    """The greedy allocator in ``stages`` equal steps of the budget, probing the sensitivity again from each step's
+    architecture (``dense`` is the probe of the dense model, the first step's tables). Cuts interact: once a
+    neighbour is thinned or a block is gone, a layer's cost of a further cut changes, and the additive dense
+    tables cannot see it. Returns the architecture with units chosen by ``scores``."""
+    arch, sens = None, dense
+    for stage in range(1, stages + 1):
+        if stage > 1:
+            sens = probe(model, scores, windows, spec, progress, base=arch)
+        arch = select_units(greedy_allocation(space, sens, budget * stage / stages, start=arch), scores)
+    return Architecture(arch.shape, arch.layers, {**arch.meta, "method": "greedy", "stages": stages})

@@ -26,9 +26,9 @@ from transformers import PreTrainedModel
 
 from prunesearch.data import calibration_windows, token_ids
 from prunesearch.paths import atomic_write_text, cache_dir
-from prunesearch.pruners.masking import mask_layer
+from prunesearch.pruners.masking import mask_layer, mask_model
 from prunesearch.pruners.scores import UnitScores
-from prunesearch.pruners.selection import select_layer
+from prunesearch.pruners.selection import select_layer, select_units
 from prunesearch.pruners.sleb import BlockRunner
 from prunesearch.space.architecture import Architecture, LayerArch
 from prunesearch.space.shape import ModelShape
@@ -90,38 +90,46 @@ class Sensitivity:
         return out
 
 
-def _interpolate(levels: list[int], losses: list[float], size: int) -> np.ndarray:
-    """Loss at every kept count 0..size from the probed ones (0 loss at full width)."""
-    points = sorted(zip([*levels, size], [*losses, 0.0]))
+def _interpolate(levels: list[int], losses: list[float], current: int, size: int) -> np.ndarray:
+    """Loss at every kept count 0..size from the probed ones: 0 at the ``current`` count and above (a probe only
+    ever cuts further)."""
+    points = sorted(zip([*levels, current], [*losses, 0.0]))
     xs, ys = zip(*points)
     return np.interp(np.arange(size + 1), xs, ys)
 
 
 @torch.no_grad()
 def probe(model: PreTrainedModel, scores: UnitScores, windows: torch.Tensor, spec: SensitivitySpec = SensitivitySpec(),
-          progress: bool = True) -> Sensitivity:
-    """Measure every layer's sensitivity on ``windows`` (the model is restored unchanged afterwards)."""
+          progress: bool = True, base: Architecture | None = None) -> Sensitivity:
+    """Measure every layer's sensitivity on ``windows``, each layer cut alone from ``base`` (unit counts; the
+    dense model when None). A probe from a pruned base measures what a further cut costs given the cuts already
+    made, which the dense probes cannot see. ``model`` is left unchanged."""
     shape = ModelShape.from_config(model.config)
     L, I, KV = shape.num_layers, shape.intermediate_size, shape.num_kv_heads
+    base = select_units(base or Architecture.dense(shape), scores)
+    if any(layer.counts() != Architecture.dense(shape).layers[0] for layer in base.layers):
+        model = mask_model(model, base)
     runner = BlockRunner(model, windows, spec.batch_size)
     inputs = [runner.embed()]
     for i in range(L):
-        inputs.append(runner.block(i, inputs[-1]))
-    base = runner.nll(inputs[-1])
-    dense = Architecture.dense(shape)
-    full = dense.layers[0]
-    mlp_counts = sorted({int(round(f * I)) for f in spec.mlp_levels} - {I})
+        inputs.append(runner.block(i, inputs[-1]) if base.layers[i].keep else inputs[-1])
+    base_loss = runner.nll(inputs[-1])
+    levels = sorted({int(round(f * I)) for f in spec.mlp_levels} - {I})
     layers = model.model.layers
     mlp, attn, block = np.zeros((L, I + 1)), np.zeros((L, KV + 1)), np.zeros(L)
-    with tqdm(total=L * (len(mlp_counts) + KV + 1), desc="sensitivity probes", disable=not progress,
-              leave=False) as bar:
-        for i in range(L):
+    kept_layers = [i for i in range(L) if base.layers[i].keep]
+    total = sum(1 + sum(k < base.layers[i].mlp for k in levels) + base.layers[i].kv_heads for i in kept_layers)
+    with tqdm(total=total, desc="sensitivity probes", disable=not progress, leave=False) as bar:
+        for i in kept_layers:
+            now = base.layers[i].counts()
+            after = [j for j in range(i + 1, L) if base.layers[j].keep]
+
             def loss(layer: LayerArch | None) -> float:
                 original = layers[i]
                 if layer is None:
                     states = inputs[i]
                 else:
-                    trial = Architecture(shape, dense.layers[:i] + (layer,) + dense.layers[i + 1:])
+                    trial = Architecture(shape, base.layers[:i] + (layer,) + base.layers[i + 1:])
                     layers[i] = copy.deepcopy(original)
                     mask_layer(layers[i], shape, select_layer(trial, i, scores))
                     try:
@@ -129,14 +137,16 @@ def probe(model: PreTrainedModel, scores: UnitScores, windows: torch.Tensor, spe
                     finally:
                         layers[i] = original
                 bar.update()
-                return runner.nll(runner.run(range(i + 1, L), states)) - base
+                return runner.nll(runner.run(after, states)) - base_loss
 
             block[i] = loss(None)
-            mlp[i] = _interpolate(mlp_counts, [loss(replace(full, mlp=k)) for k in mlp_counts], I)
-            kept = [replace(full, kv_heads=g) if g else replace(full, kv_heads=0, q_per_kv=0, qk_dim=0, v_dim=0)
-                    for g in range(KV)]
-            attn[i] = _interpolate(list(range(KV)), [loss(layer) for layer in kept], KV)
-    return Sensitivity(base=base, mlp=mlp, attn=attn, block=block)
+            counts = [k for k in levels if k < now.mlp]
+            mlp[i] = _interpolate(counts, [loss(replace(now, mlp=k)) for k in counts], now.mlp, I)
+            groups = range(now.kv_heads)
+            cut = [replace(now, kv_heads=g) if g else replace(now, kv_heads=0, q_per_kv=0, qk_dim=0, v_dim=0)
+                   for g in groups]
+            attn[i] = _interpolate(list(groups), [loss(layer) for layer in cut], now.kv_heads, KV)
+    return Sensitivity(base=base_loss, mlp=mlp, attn=attn, block=block)
 
 
 def sensitivity(model: PreTrainedModel, tokenizer, fingerprint: str, scores: UnitScores, scores_key: str,

@@ -1,0 +1,84 @@
+"""Sensitivity probes and the greedy allocator on a tiny random GQA LLaMA (mechanics only)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import WINDOWS, tiny_model
+from prunesearch.pruners import collect
+from prunesearch.pruners.greedy import greedy_allocation, mlp_step_params, remeasured_greedy
+from prunesearch.pruners.masking import mask_model
+from prunesearch.pruners.scores import activation_scores
+from prunesearch.pruners.selection import select_units
+from prunesearch.pruners.sensitivity import SensitivitySpec, probe
+from prunesearch.space import Architecture, ModelShape, SearchSpace, cost
+
+SPEC = SensitivitySpec(count=6, length=32, mlp_levels=(0.5, 0.0), batch_size=3)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    model = tiny_model("llama")
+    shape = ModelShape.from_config(model.config)
+    stats = collect(model, WINDOWS, batch_size=4, progress=False, boundary_tokens=64, boundary_rank=8,
+                    lipschitz_tokens=8)
+    return model, shape, activation_scores(model, stats)
+
+
+@torch.no_grad()
+def nll(model, arch: Architecture, scores) -> float:
+    """Mean next-token loss over the calibration windows of the model with ``arch``'s units zeroed."""
+    logits = mask_model(model, select_units(arch, scores))(WINDOWS).logits[:, :-1]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), WINDOWS[:, 1:].reshape(-1)).item()
+
+
+def with_layer(arch: Architecture, i: int, **change) -> Architecture:
+    layer = replace(arch.layers[i], **change) if change else replace(arch.layers[i], keep=False)
+    return Architecture(arch.shape, arch.layers[:i] + (layer,) + arch.layers[i + 1:])
+
+
+def test_probes_from_a_pruned_base_measure_the_cut_given_the_others(setting):
+    """Every table entry equals the loss rise of that one further cut on the masked model, measured directly."""
+    model, shape, scores = setting
+    dense = Architecture.dense(shape)
+    base = with_layer(with_layer(dense, 1), 2, mlp=40)
+    sens = probe(model, scores, WINDOWS, SPEC, progress=False, base=base)
+    start = nll(model, base, scores)
+    assert sens.base == pytest.approx(start, abs=1e-4)
+    assert sens.block[2] == pytest.approx(nll(model, with_layer(base, 2), scores) - start, abs=1e-4)
+    assert sens.mlp[2, 0] == pytest.approx(nll(model, with_layer(base, 2, mlp=0), scores) - start, abs=1e-4)
+    assert sens.mlp[3, 40] == pytest.approx(nll(model, with_layer(base, 3, mlp=40), scores) - start, abs=1e-4)
+    assert sens.attn[0, 1] == pytest.approx(nll(model, with_layer(base, 0, kv_heads=1), scores) - start, abs=1e-4)
+    assert sens.block[1] == 0 and not sens.mlp[1].any(), "a removed block has nothing left to probe"
+    assert (sens.mlp[2, 40:] == 0).all(), "widths at or above the base's own cost nothing"
+    assert probe(model, scores, WINDOWS, SPEC, progress=False).block[1] != 0, "from dense, block 1 is probed"
+
+
+@pytest.mark.parametrize("budget", [0.1, 0.3])
+def test_greedy_lands_on_the_budget_and_only_cuts_further_from_its_start(setting, budget):
+    model, shape, scores = setting
+    space = SearchSpace(shape, mlp_step=8, protected=(0, shape.num_layers - 1))
+    sens = probe(model, scores, WINDOWS, SPEC, progress=False)
+    plain = greedy_allocation(space, sens, budget)
+    step = mlp_step_params(space) / cost(plain).dense_params
+    assert budget <= cost(plain).removed <= budget + step
+    start = greedy_allocation(space, sens, budget / 2)
+    further = greedy_allocation(space, probe(model, scores, WINDOWS, SPEC, progress=False, base=start), budget, start)
+    assert budget <= cost(further).removed <= budget + step
+    for before, after in zip(start.layers, further.layers):
+        assert after.mlp <= before.mlp and after.kv_heads <= before.kv_heads and (before.keep or not after.keep)
+
+
+def test_remeasured_greedy_keeps_protected_blocks_and_names_its_units(setting):
+    model, shape, scores = setting
+    space = SearchSpace(shape, mlp_step=8, protected=(0, shape.num_layers - 1))
+    dense = probe(model, scores, WINDOWS, SPEC, progress=False)
+    arch = remeasured_greedy(model, scores, WINDOWS, space, 0.3, dense, stages=2, spec=SPEC, progress=False)
+    assert arch.has_indices and arch.meta["stages"] == 2
+    assert arch.layers[0].keep and arch.layers[-1].keep
+    assert cost(arch).removed >= 0.3
+    assert remeasured_greedy(model, scores, WINDOWS, space, 0.3, dense, 2, SPEC, False).to_dict() == arch.to_dict()
