@@ -289,6 +289,9 @@ def campaign(
                                                       "activation or bip")] = None,
     refine_top: Annotated[Optional[int], typer.Option(help="Best widths per budget whose units are re-chosen "
                                                            "by TransAct's iterative schedule (0: none)")] = None,
+    final_top: Annotated[Optional[int], typer.Option(help="Best pairs per budget read again on --final-tokens "
+                                                          "validation tokens to pick the winner (0: none)")] = None,
+    final_tokens: Annotated[Optional[int], typer.Option(help="Validation tokens of the finalists' longer read")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Zero-shot columns in the comparison: tasks or paper7")] = None,
     task_limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents per task")] = None,
     as_json: JsonOpt = False,
@@ -304,7 +307,8 @@ def campaign(
     settings = base.replace(model=None if model == "smollm2-135m" and config else model,
                             budgets=tuple(budget) if budget else None, pairs=pairs, tokens=tokens, window=window,
                             rounds=rounds, verify=verify, trials=trials, compare_tokens=compare_tokens, name=name,
-                            storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top, task_limit=task_limit,
+                            storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
+                            final_top=final_top, final_tokens=final_tokens, task_limit=task_limit,
                             tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
     summary = run_campaign(settings, run_dir, progress=True)
@@ -315,7 +319,9 @@ def campaign(
     if rows:
         out.print(comparison_table(rows, title=f"campaign {settings.campaign}: test perplexity"))
     for b, info in summary["best"].items():
-        out.print(f"best at {float(b):.0%}: {info['path']} (fidelity ppl {info['ppl']:.2f}, from {info['sampler']})")
+        final = f", {info['final_ppl']:.2f} on the finalists' longer read" if info.get("final_ppl") else ""
+        out.print(f"best at {float(b):.0%}: {info['path']} (fidelity ppl {info['ppl']:.2f}{final}, "
+                  f"from {info['sampler']})")
     out.print(f"predictor: {summary['predictor']}\nreport: {summary['report']}")
 
 

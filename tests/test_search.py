@@ -17,7 +17,7 @@ from prunesearch.errors import BudgetError, PrunesearchError
 from prunesearch.evaluate.store import PairStore, default_storage
 from prunesearch.predictor import Predictor
 from prunesearch.evaluate import worker as worker_module
-from prunesearch.search.campaign import run_campaign
+from prunesearch.search.campaign import final_study, run_campaign
 from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, search
 from prunesearch.search.reuse import reuse_search
@@ -78,7 +78,7 @@ def test_repair_lands_on_budget_from_anywhere():
 
 def tiny_config(tiny_dir: Path, **changes) -> CampaignConfig:
     settings = dict(model=str(tiny_dir), budgets=(0.2,), pairs=12, tokens=128, window=64, rounds=1, verify=2,
-                    trials=64, population=16, compare_tokens=128, mlp_step=8)
+                    trials=64, population=16, compare_tokens=128, mlp_step=8, final_top=3, final_tokens=512)
     return CampaignConfig(**{**settings, **changes})
 
 
@@ -102,6 +102,18 @@ def test_campaign_writes_best_predictor_and_report(finished):
     assert summary["pairs"] >= config.pairs
     samplers = {p.sampler for p in PairStore(default_storage(run_dir), config.campaign).pairs()}
     assert {"prior", "random", "search"} <= samplers
+
+
+def test_the_winner_is_the_best_finalist_on_the_longer_read(finished):
+    config, run_dir, summary = finished
+    pairs = PairStore(default_storage(run_dir), config.campaign).pairs()
+    eligible = sorted((p for p in pairs if 0.2 - 1e-9 <= p.record["removed"] <= 0.21), key=lambda p: p.ppl)
+    finals = PairStore(default_storage(run_dir), final_study(config.campaign)).pairs()
+    assert {p.arch.key(units=True) for p in finals} == {p.arch.key(units=True) for p in eligible[:3]}
+    assert all(p.record["scored_tokens"] > eligible[0].record["scored_tokens"] for p in finals)
+    best = Architecture.load(run_dir / "best.json")
+    assert best.meta["final_ppl"] == min(p.ppl for p in finals)
+    assert [f["final_ppl"] for f in summary["best"][0.2]["finalists"]] == sorted(p.ppl for p in finals)
 
 
 def test_resume_after_interruption_measures_nothing_twice(tiny_dir, tmp_path, monkeypatch, finished):

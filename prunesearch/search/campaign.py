@@ -60,7 +60,8 @@ def sensitivity_of(ctx: FeatureContext) -> Sensitivity:
 
 @dataclass
 class Setup:
-    """What a campaign computes once per model: model, space, scores, priors, sensitivity, store."""
+    """What a campaign computes once per model: model, space, scores, priors, sensitivity, the pair store and
+    the finalists' store (the same architectures read on more text; None when the campaign has no final step)."""
 
     config: CampaignConfig
     loaded: LoadedModel
@@ -70,6 +71,7 @@ class Setup:
     ctx: FeatureContext
     fidelity: Fidelity
     store: PairStore
+    finals: PairStore | None
     calibration: CalibrationSpec = field(default_factory=CalibrationSpec)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -88,11 +90,14 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     space = space_for(shape, config.mlp_step)
     for budget in config.budgets:
         space.check_budget(budget)
-    fidelity = Fidelity(tuple(config.data), config.tokens, config.window, **config.fidelity_tasks())
+    fidelity = config.fidelity()
     storage = config.storage or default_storage(run_dir)
     meta = {"fingerprint": loaded.fingerprint, "space": space.to_dict(), "fidelity": fidelity.to_dict(),
             "model": loaded.name, "units": config.units, "heartbeat": config.heartbeat}
     store = PairStore(storage, config.campaign, meta)
+    final = config.final_fidelity()
+    finals = None if final is None else PairStore(storage, final_study(config.campaign),
+                                                  {**meta, "fidelity": final.to_dict()})
     calibration = CalibrationSpec()
     priors = compute_priors(loaded, calibration, progress=progress)
     seconds.update({f"prior: {k}": v for k, v in priors.seconds.items()})
@@ -103,7 +108,7 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
                        SensitivitySpec(), progress)
     seconds["sensitivity probes"] = time.perf_counter() - start
     ctx = feature_context(priors, sens, shape)
-    return Setup(config, loaded, space, priors, sens, ctx, fidelity, store, calibration, seconds)
+    return Setup(config, loaded, space, priors, sens, ctx, fidelity, store, finals, calibration, seconds)
 
 
 def seeds_at(setup: Setup, budget: float, progress: bool = True) -> dict[str, Architecture]:
@@ -223,8 +228,28 @@ def best_pairs(store: PairStore, budget: float, slack: float, count: int = 1, ob
     return sorted(eligible, key=lambda p: p.loss(objective))[:count]
 
 
-def best_pair(store: PairStore, budget: float, slack: float, objective: str = "ppl") -> Pair | None:
-    return next(iter(best_pairs(store, budget, slack, objective=objective)), None)
+def final_study(campaign: str) -> str:
+    """The finalists' study beside the campaign's (workers join it by this name)."""
+    return f"{campaign}/final"
+
+
+def finalists(setup: Setup, budget: float, progress: bool = True) -> list[tuple[Pair, Pair | None]]:
+    """The ``final_top`` best pairs at ``budget``, each with its measurement on ``final_tokens`` of validation text
+    (None without a final step), best first by that longer read.
+
+    A few thousand tokens rank hundreds of pairs well enough to fit and search, but picking one winner among
+    near-ties on them favours whichever the short text happens to flatter (the winner's curse). Reading the
+    finalists on more text of the same splits corrects that at the cost of ``final_top`` evaluations."""
+    config = setup.config
+    top = best_pairs(setup.store, budget, config.slack, max(config.final_top, 1), config.objective)
+    if setup.finals is None or not top:
+        return [(pair, None) for pair in top[:1]]
+    for pair in top:
+        setup.finals.enqueue(_tagged(pair.arch, trial=pair.number), pair.sampler)
+    work(setup.finals, setup.loaded, config.final_fidelity(), progress=progress, desc=f"finalists {budget:.0%}")
+    longer = {p.arch.key(units=True): p for p in setup.finals.pairs(include_collapsed=True)}
+    read = [(pair, longer.get(pair.arch.key(units=True))) for pair in top]
+    return sorted(read, key=lambda item: item[1].loss(config.objective) if item[1] else math.inf)
 
 
 def refine(setup: Setup, budget: float, progress: bool = True) -> list[Pair]:
@@ -297,18 +322,25 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
     predictor.save(run_dir / "predictor")
     setup.seconds["final fit"] = time.perf_counter() - step
     best, best_archs = {}, {}
+    step = time.perf_counter()
+    winners = {budget: finalists(setup, budget, progress) for budget in config.budgets}
+    setup.seconds["finalists"] = time.perf_counter() - step
     for budget in config.budgets:
-        pair = best_pair(setup.store, budget, config.slack, config.objective)
-        if pair is None:
+        if not winners[budget]:
             continue
+        pair, final = winners[budget][0]
         arch = _tagged(pair.arch, budget=budget, sampler=pair.sampler, fidelity_ppl=pair.ppl, trial=pair.number,
-                       campaign=config.campaign, fingerprint=setup.loaded.fingerprint)
+                       campaign=config.campaign, fingerprint=setup.loaded.fingerprint,
+                       **({"final_ppl": final.ppl, "final_tokens": config.final_tokens} if final else {}))
         path = run_dir / f"best-{round(budget * 100)}.json"
         arch.save(path)
         if budget == config.budgets[0]:
             arch.save(run_dir / "best.json")
         best[budget] = {"path": str(path), "ppl": pair.ppl, "accuracy": pair.record.get("accuracy"),
-                        "sampler": pair.sampler, "removed": pair.record["removed"]}
+                        "sampler": pair.sampler, "removed": pair.record["removed"],
+                        "final_ppl": final.ppl if final else None,
+                        "finalists": [{"trial": p.number, "sampler": p.sampler, "ppl": p.ppl,
+                                       "final_ppl": f.ppl if f else None} for p, f in winners[budget]]}
         best_archs[budget] = pair.arch
     setup.seconds["campaign"] = time.perf_counter() - start
     quality = predictor_quality(setup)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prunesearch.errors import PrunesearchError
+from prunesearch.evaluate.store import Fidelity
 from prunesearch.pruners.priors import UNIT_METHODS
 
 OBJECTIVES = ("ppl", "accuracy")
@@ -24,6 +25,8 @@ class CampaignConfig:
     norms pick markedly better units than the weight-scaled activation score: ppl 98.9 vs 111.3 for the same
     20% counts on SmolLM2 validation text). ``refine_steps``: with TransAct units, the ``refine_top`` best measured
     widths per budget get their units re-chosen by TransAct's iterative schedule and measured (0: off).
+    ``final_top``/``final_tokens``: the winner per budget is picked among the ``final_top`` best pairs measured again
+    on ``final_tokens`` of the same validation text (0: the best pair at the search fidelity wins).
     ``tasks``/``task_limit``: zero-shot columns in the final comparison; with ``objective = "accuracy"`` also
     measured for every pair (first ``task_limit`` documents, 20 if unset), and the predictor and the search
     then target mean accuracy instead of perplexity. ``heartbeat``: seconds between a running
@@ -51,6 +54,8 @@ class CampaignConfig:
     units: str = "transact"
     refine_steps: int = 4
     refine_top: int = 2
+    final_top: int = 6
+    final_tokens: int = 8192
     tasks: tuple[str, ...] = ()
     task_limit: int | None = None
     storage: str | None = None
@@ -60,7 +65,7 @@ class CampaignConfig:
     def __post_init__(self) -> None:
         if not self.budgets:
             raise PrunesearchError("a campaign needs at least one budget")
-        for name in ("pairs", "tokens", "window", "trials", "population", "mlp_step", "heartbeat"):
+        for name in ("pairs", "tokens", "window", "trials", "population", "mlp_step", "heartbeat", "final_tokens"):
             if getattr(self, name) < 1:
                 raise PrunesearchError(f"campaign setting '{name}' must be positive, got {getattr(self, name)}")
         if self.objective not in OBJECTIVES:
@@ -71,9 +76,19 @@ class CampaignConfig:
         if self.units not in UNIT_METHODS:
             raise PrunesearchError(f"campaign setting 'units' must be one of {', '.join(UNIT_METHODS)}, "
                                    f"got {self.units!r}")
-        for name in ("rounds", "verify", "refine_steps", "refine_top"):
+        for name in ("rounds", "verify", "refine_steps", "refine_top", "final_top"):
             if getattr(self, name) < 0:
                 raise PrunesearchError(f"campaign setting '{name}' must not be negative, got {getattr(self, name)}")
+
+    def final_fidelity(self) -> Fidelity | None:
+        """The longer read of the finalists (None when off or no longer than the search fidelity)."""
+        if self.final_top == 0 or self.final_tokens <= self.tokens:
+            return None
+        return Fidelity(tuple(self.data), self.final_tokens, self.window, **self.fidelity_tasks())
+
+    def fidelity(self) -> Fidelity:
+        """The search-time fidelity every pair is measured at."""
+        return Fidelity(tuple(self.data), self.tokens, self.window, **self.fidelity_tasks())
 
     def fidelity_tasks(self) -> dict[str, Any]:
         """The task part of the search-time fidelity: none unless the objective is accuracy."""
