@@ -289,6 +289,8 @@ def campaign(
                                                       "activation or bip")] = None,
     refine_top: Annotated[Optional[int], typer.Option(help="Best widths per budget whose units are re-chosen "
                                                            "by TransAct's iterative schedule (0: none)")] = None,
+    greedy_stages: Annotated[Optional[int], typer.Option(help="Shares of the budget after each of which the greedy "
+                                                              "seed probes its sensitivity again (1: once)")] = None,
     final_top: Annotated[Optional[int], typer.Option(help="Best pairs per budget read again on --final-tokens "
                                                           "validation tokens to pick the winner (0: none)")] = None,
     final_tokens: Annotated[Optional[int], typer.Option(help="Validation tokens of the finalists' longer read")] = None,
@@ -308,7 +310,7 @@ def campaign(
                             budgets=tuple(budget) if budget else None, pairs=pairs, tokens=tokens, window=window,
                             rounds=rounds, verify=verify, trials=trials, compare_tokens=compare_tokens, name=name,
                             storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
-                            final_top=final_top, final_tokens=final_tokens, task_limit=task_limit,
+                            greedy_stages=greedy_stages, final_top=final_top, final_tokens=final_tokens, task_limit=task_limit,
                             tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
     summary = run_campaign(settings, run_dir, progress=True)

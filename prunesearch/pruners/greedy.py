@@ -10,12 +10,16 @@ perplexity at 20%: a search that cannot beat it adds nothing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel
 
+from prunesearch.data import calibration_windows, token_ids
 from prunesearch.errors import BudgetError
+from prunesearch.paths import cache_dir
 from prunesearch.pruners.scores import UnitScores
 from prunesearch.pruners.selection import select_units
 from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, probe
@@ -101,4 +105,23 @@ def remeasured_greedy(model: PreTrainedModel, scores: UnitScores, windows: torch
         if stage > 1:
             sens = probe(model, scores, windows, spec, progress, base=arch)
         arch = select_units(greedy_allocation(space, sens, budget * stage / stages, start=arch), scores)
-    return Architecture(arch.shape, arch.layers, {**arch.meta, "method": "greedy", "stages": stages})
+    return Architecture(arch.shape, arch.layers, {**arch.meta, "method": "greedy", "budget": budget, "stages": stages})
+
+
+def greedy(model: PreTrainedModel, tokenizer, fingerprint: str, scores: UnitScores, scores_key: str,
+           space: SearchSpace, budget: float, dense: Sensitivity, stages: int = 3,
+           spec: SensitivitySpec = SensitivitySpec(), progress: bool = True) -> Architecture:
+    """The greedy allocator's architecture at ``budget`` with units chosen by ``scores``: re-measured in ``stages`` on
+    the spec's probe windows, cached on disk per model, scores, spec, space, budget and stages (each re-probe costs
+    as much as the dense one)."""
+    if stages <= 1:
+        arch = select_units(greedy_allocation(space, dense, budget), scores)
+        return Architecture(arch.shape, arch.layers, {**arch.meta, "method": "greedy", "stages": 1})
+    payload = json.dumps([spec.key(fingerprint + scores_key), space.to_dict(), budget, stages], sort_keys=True)
+    path = cache_dir("greedy") / f"{hashlib.sha256(payload.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        return Architecture.load(path, space.shape)
+    windows = calibration_windows(token_ids(tokenizer, spec.data), spec.count, spec.length, spec.seed)
+    arch = remeasured_greedy(model, scores, windows, space, budget, dense, stages, spec, progress)
+    arch.save(path)
+    return arch

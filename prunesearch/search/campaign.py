@@ -27,7 +27,7 @@ from prunesearch.paths import atomic_write_text
 from prunesearch.predictor import FeatureContext, Predictor
 from prunesearch.pruners import CalibrationSpec, select_units
 from prunesearch.pruners.baselines import baseline
-from prunesearch.pruners.greedy import greedy_allocation
+from prunesearch.pruners.greedy import greedy
 from prunesearch.pruners.priors import Priors, compute_priors
 from prunesearch.pruners.transact import transact_units
 from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, sensitivity
@@ -67,8 +67,8 @@ class Setup:
     loaded: LoadedModel
     space: SearchSpace
     priors: Priors
-    sens: Sensitivity
-    ctx: FeatureContext
+    sens: Sensitivity | None
+    ctx: FeatureContext | None
     fidelity: Fidelity
     store: PairStore
     finals: PairStore | None
@@ -78,6 +78,12 @@ class Setup:
     @property
     def scores(self):
         return self.priors.unit[self.config.units]
+
+    @property
+    def scores_key(self) -> str:
+        """Names the scores that choose units, for the caches of what was measured with them."""
+        units = self.config.units
+        return self.calibration.key(self.loaded.fingerprint) + ("" if units == "activation" else f"/{units}")
 
 
 def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Setup:
@@ -102,13 +108,12 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     priors = compute_priors(loaded, calibration, progress=progress)
     seconds.update({f"prior: {k}": v for k, v in priors.seconds.items()})
     start = time.perf_counter()
-    units = config.units
-    scores_key = calibration.key(loaded.fingerprint) + ("" if units == "activation" else f"/{units}")
-    sens = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, priors.unit[units], scores_key,
-                       SensitivitySpec(), progress)
+    setup = Setup(config, loaded, space, priors, None, None, fidelity, store, finals, calibration, seconds)
+    setup.sens = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, setup.scores, setup.scores_key,
+                             SensitivitySpec(), progress)
     seconds["sensitivity probes"] = time.perf_counter() - start
-    ctx = feature_context(priors, sens, shape)
-    return Setup(config, loaded, space, priors, sens, ctx, fidelity, store, finals, calibration, seconds)
+    setup.ctx = feature_context(priors, setup.sens, shape)
+    return setup
 
 
 def seeds_at(setup: Setup, budget: float, progress: bool = True) -> dict[str, Architecture]:
@@ -116,7 +121,12 @@ def seeds_at(setup: Setup, budget: float, progress: bool = True) -> dict[str, Ar
     out = {}
     for method in setup.config.methods:
         out[method] = baseline(method, setup.loaded, budget, setup.calibration, progress=progress)
-    out["greedy"] = select_units(greedy_allocation(setup.space, setup.sens, budget), setup.scores)
+    start = time.perf_counter()
+    out["greedy"] = greedy(setup.loaded.model, setup.loaded.tokenizer, setup.loaded.fingerprint, setup.scores,
+                           setup.scores_key, setup.space, budget, setup.sens, setup.config.greedy_stages,
+                           progress=progress)
+    out["greedy"] = _tagged(out["greedy"], units=setup.config.units)
+    setup.seconds[f"greedy {budget:.0%}"] = time.perf_counter() - start
     return out
 
 
@@ -166,7 +176,7 @@ def measure_all(setup: Setup, items: list[tuple[Architecture, str]], desc: str, 
     keys = []
     for arch, sampler in items:
         if not arch.has_indices:
-            arch = select_units(arch, setup.scores)
+            arch = select_units(arch, setup.scores, setup.config.units)
         setup.store.enqueue(arch, sampler)
         keys.append(arch.key(units=True))
     drain(setup, desc, progress)
@@ -186,7 +196,7 @@ def fill_design(setup: Setup, seeds: dict[float, dict[str, Architecture]], progr
     stream = design(setup, seeds)
     while len(taken) < target:
         arch, sampler = next(stream)
-        arch = select_units(arch, setup.scores)
+        arch = select_units(arch, setup.scores, setup.config.units)
         if setup.store.enqueue(arch, sampler):
             taken.add(arch.key(units=True))
     drain(setup, "pairs", progress)
@@ -283,7 +293,7 @@ def verify_round(setup: Setup, predictor: Predictor, budget: float, heuristics: 
     known = setup.store.keys()
     fresh = []
     for candidate in result.candidates:
-        arch = select_units(candidate.arch, setup.scores)
+        arch = select_units(candidate.arch, setup.scores, setup.config.units)
         if arch.key(units=True) not in known:
             fresh.append((_tagged(arch, predicted=candidate.predicted, round=round_, budget=budget), SEARCH))
         if len(fresh) == config.verify - len(done):

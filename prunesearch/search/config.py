@@ -25,6 +25,8 @@ class CampaignConfig:
     norms pick markedly better units than the weight-scaled activation score: ppl 98.9 vs 111.3 for the same
     20% counts on SmolLM2 validation text). ``refine_steps``: with TransAct units, the ``refine_top`` best measured
     widths per budget get their units re-chosen by TransAct's iterative schedule and measured (0: off).
+    ``greedy_stages``: the greedy allocator seed re-probes its sensitivity after each equal share of the budget
+    (1: the dense probes only).
     ``final_top``/``final_tokens``: the winner per budget is picked among the ``final_top`` best pairs measured again
     on ``final_tokens`` of the same validation text (0: the best pair at the search fidelity wins).
     ``tasks``/``task_limit``: zero-shot columns in the final comparison; with ``objective = "accuracy"`` also
@@ -54,6 +56,7 @@ class CampaignConfig:
     units: str = "transact"
     refine_steps: int = 4
     refine_top: int = 2
+    greedy_stages: int = 3
     final_top: int = 6
     final_tokens: int = 8192
     tasks: tuple[str, ...] = ()
@@ -65,7 +68,7 @@ class CampaignConfig:
     def __post_init__(self) -> None:
         if not self.budgets:
             raise PrunesearchError("a campaign needs at least one budget")
-        for name in ("pairs", "tokens", "window", "trials", "population", "mlp_step", "heartbeat", "final_tokens"):
+        for name in ("pairs", "tokens", "window", "trials", "population", "mlp_step", "heartbeat", "final_tokens", "greedy_stages"):
             if getattr(self, name) < 1:
                 raise PrunesearchError(f"campaign setting '{name}' must be positive, got {getattr(self, name)}")
         if self.objective not in OBJECTIVES:
