@@ -57,10 +57,14 @@ SMALL = CalibrationSpec(count=4, length=32, boundary_tokens=64, boundary_rank=8,
 """A calibration spec small enough for the tiny checkpoint's tests."""
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Caches go to a per-session temporary folder, never the user's."""
-    monkeypatch.setenv("PRUNESEARCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Caches go to a per-session temporary folder, never the user's (session-wide, so that module fixtures which
+    run a campaign are covered too)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PRUNESEARCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

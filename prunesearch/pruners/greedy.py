@@ -3,9 +3,10 @@
 Starting from the dense model it repeatedly takes the cheapest cut per parameter saved, judged by the
 per-layer sensitivity tables (``sensitivity.py``): shrink one layer's MLP to a lower width, drop one of its KV
 groups, or remove the whole block (never a protected one). Moves larger than what is still to be removed are
-skipped, so the last ones are fine MLP steps and the result lands just past the budget. Units are then chosen
-by the caller (activation-aware scores in a campaign). The shared notes measured an allocator of this kind at 0.85x the best heuristic's
-perplexity at 20%: a search that cannot beat it adds nothing.
+skipped, so the last ones are fine MLP steps and the result lands just past the budget. The tables are additive
+single-layer probes, blind to how cuts interact, so ``remeasured_greedy`` spends the budget in stages and probes
+again from each stage's architecture (the shared notes' allocator re-measures twice). On SmolLM2 at 20%, three
+stages gave validation ppl 75.4 against 77.3 with the dense probes alone (TransAct: 92.9).
 """
 
 from __future__ import annotations
