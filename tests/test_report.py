@@ -145,6 +145,17 @@ def test_comparison_markdown_ratios_against_best_baseline_per_split():
     assert greedy["arc_easy acc %"] == "-" and greedy["avg acc %"] == "-"
 
 
+def test_each_budget_is_compared_with_its_own_baselines():
+    """A 30% model is divided by the best 30% baseline, never by a (better) 20% one."""
+    rows = [Row("dense", "dense", 0.0, 100, {"ptb-test": 50.0})]
+    rows += [Row(f"{name} {b}", kind, b / 100, 80, {"ptb-test": ppl}, budget=b / 100)
+             for b, name, kind, ppl in ((20, "base", "baseline", 100.0), (20, "searched", "searched", 90.0),
+                                        (30, "base", "baseline", 200.0), (30, "searched", "searched", 130.0))]
+    _, table = parse_markdown(comparison_markdown(rows))
+    assert table["searched 20"]["ptb-test × best baseline"] == "0.90×"
+    assert table["searched 30"]["ptb-test × best baseline"] == "0.65×"
+
+
 def test_comparison_markdown_against_named_reference():
     _, table = parse_markdown(comparison_markdown(hand_rows(), reference="b0"))
     assert table["searched"]["ptb-test × b0"] == "0.60×"

@@ -449,6 +449,8 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
             models.update({f"{n} {tag}%": ("baseline", a) for n, a in heuristics.items() if n != "greedy"})
             budget_rows = compare(setup.loaded, models, setup.config.compare_tokens, tasks=setup.config.tasks,
                                   limit=setup.config.task_limit, progress=progress)
+            for row in budget_rows[1:]:
+                row.budget = budget
             rows += budget_rows if not rows else budget_rows[1:]
     summary = {"model": setup.loaded.name, "fingerprint": setup.loaded.fingerprint,
                "budgets": ", ".join(f"{b:.0%}" for b in setup.config.budgets), "pairs": len(pairs),

@@ -24,7 +24,8 @@ COMPARED = ("searched", "greedy")
 @dataclass
 class Row:
     """One model of the comparison. ``ppl`` maps a data split (e.g. ``"ptb-test"``) to perplexity; ``speed_ratio``
-    is its tokens/s over the dense model's; ``accuracy`` maps a zero-shot task to accuracy in 0..1."""
+    is its tokens/s over the dense model's; ``accuracy`` maps a zero-shot task to accuracy in 0..1; ``budget``
+    groups the rows of one target, so that a model is only compared with the baselines of its own budget."""
 
     name: str
     kind: str
@@ -34,6 +35,7 @@ class Row:
     speed_ratio: float | None = None
     accuracy: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    budget: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -56,7 +58,8 @@ def _keys(mappings: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def references(rows: Sequence[Row], reference: str | None = None) -> dict[str, float]:
-    """Per split, the ppl the ratio columns divide by: the named row's, or the lowest finite one of any baseline."""
+    """Per split, the ppl the ratio columns divide by: the named row's, or the lowest finite one of any baseline
+    (pass the rows of one budget)."""
     if reference is not None:
         named = [row for row in rows if row.name == reference]
         if not named:
@@ -76,7 +79,9 @@ def _cells(rows: Sequence[Row], reference: str | None) -> tuple[list[str], list[
     """Headers and formatted cells shared by the markdown and the terminal table (right-aligned from column 3)."""
     splits = _keys([row.ppl for row in rows])
     tasks = _keys([row.accuracy for row in rows])
-    against = references(rows, reference)
+    budgets = {row.budget for row in rows}
+    against = {b: references(rows, reference) if reference is not None else
+               references([row for row in rows if row.budget == b]) for b in budgets}
     versus = f"× {reference}" if reference is not None else "× best baseline"
     headers = ["model", "kind", "removed", "params (M)"]
     headers += [f"{split} ppl" for split in splits]
@@ -89,7 +94,7 @@ def _cells(rows: Sequence[Row], reference: str | None) -> tuple[list[str], list[
         cells = [row.name, row.kind, _num(100 * row.removed, 1, "%"), _num(row.params / 1e6, 1)]
         cells += [_num(row.ppl.get(split), 1) for split in splits]
         for split in splits:
-            ppl, base = row.ppl.get(split), against.get(split)
+            ppl, base = row.ppl.get(split), against[row.budget].get(split)
             shown = row.kind in COMPARED and ppl is not None and base is not None and row.name != reference
             cells.append(_num(ppl / base, 2, "×") if shown else "-")
         cells.append(_num(row.speed_ratio, 2, "×"))
