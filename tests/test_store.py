@@ -208,3 +208,22 @@ def test_fidelity_roundtrip_and_validation():
         Fidelity(("nope-valid",))
     with pytest.raises(PrunesearchError, match="window"):
         Fidelity(tokens=512, window=512)
+
+
+def test_training_data_counts_an_architecture_measured_twice_once(url):
+    """A legacy store (or a race) may hold two trials of one architecture: the predictor sees it once, so no
+    copy lands in both a training and a held-out fold."""
+    from prunesearch.search.campaign import training_data
+
+    store = PairStore(url, "c", META)
+    twice, other = indexed(SPACE.sample(1), 1), indexed(SPACE.sample(2), 2)
+    store.add(twice, "prior", record(5.0, removed=0.2))
+    store.add(other, "random", record(7.0, removed=0.2))
+    study = optuna.load_study(study_name="c", storage=url)
+    copy = study.trials[0]
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=copy.value,
+                                              user_attrs=copy.user_attrs))
+    assert len(PairStore(url, "c").pairs()) == 3
+    chosen, y, _, _ = training_data(PairStore(url, "c"))
+    assert sorted(a.key(units=True) for a in chosen) == sorted([twice.key(units=True), other.key(units=True)])
+    assert sorted(np.exp(y).round(6)) == [5.0, 7.0]

@@ -205,10 +205,14 @@ def fill_design(setup: Setup, seeds: dict[float, dict[str, Architecture]], progr
 def training_data(store: PairStore, objective: str = "ppl"
                   ) -> tuple[list[Architecture], np.ndarray, np.ndarray, list[str]]:
     """Architectures, loss (log-ppl or minus accuracy), fraction removed and sampler of every finite pair whose
-    units the campaign's
-    scores chose (refined units would make one width two targets), in key order: a fit does not depend on the
-    order workers finished in."""
-    pairs = sorted((p for p in store.pairs() if p.sampler != REFINED), key=lambda p: p.arch.key(units=True))
+    units the campaign's scores chose (refined units would make one width two targets), one pair per
+    architecture (the first measured; a copy in both a training and a held-out fold would flatter every rank
+    metric), in key order: a fit does not depend on the order workers finished in."""
+    first: dict[str, Pair] = {}
+    for pair in sorted(store.pairs(), key=lambda p: p.number):
+        if pair.sampler != REFINED:
+            first.setdefault(pair.arch.key(units=True), pair)
+    pairs = [first[key] for key in sorted(first)]
     return ([p.arch for p in pairs], np.array([p.loss(objective) for p in pairs]),
             np.array([p.record["removed"] for p in pairs]), [p.sampler for p in pairs])
 
