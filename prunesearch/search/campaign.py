@@ -237,9 +237,13 @@ def search_seeds(store: PairStore | None, heuristics: list[Architecture], budget
 
 
 def best_pairs(store: PairStore, budget: float, slack: float, count: int = 1, objective: str = "ppl") -> list[Pair]:
-    """The ``count`` lowest measured losses among pairs that remove at least ``budget`` (at most 1% more)."""
-    eligible = [p for p in store.pairs() if budget - 1e-9 <= p.record["removed"] <= budget + max(slack, 0.01)]
-    return sorted(eligible, key=lambda p: p.loss(objective))[:count]
+    """The ``count`` lowest measured losses among distinct architectures that remove at least ``budget`` (at most 1%
+    more)."""
+    eligible: dict[str, Pair] = {}
+    for pair in sorted(store.pairs(), key=lambda p: p.number):
+        if budget - 1e-9 <= pair.record["removed"] <= budget + max(slack, 0.01):
+            eligible.setdefault(pair.arch.key(units=True), pair)
+    return sorted(eligible.values(), key=lambda p: p.loss(objective))[:count]
 
 
 def final_study(campaign: str) -> str:
