@@ -5,7 +5,7 @@ Usage: .venv/bin/python bench/fidelity.py --run runs/<campaign> [--per-budget 16
 
 Takes the campaign's measured pairs within +-2.5% of each budget (the set the search must rank), spread evenly
 over their fidelity-ppl order, measures each on the first --max-tokens tokens of PTB-test and of wiki-test
-(pooled), and reports Kendall tau and Spearman rho between fidelity ppl and test ppl, per budget. With
+(pooled; each distinct architecture once), and reports Kendall tau and Spearman rho between fidelity ppl and test ppl, per budget. With
 --final-tokens each pick is also read on that many validation tokens (the campaign's finalist read), and the same
 correlations are reported for that longer read.
 """
@@ -54,8 +54,9 @@ def main() -> None:
     final = Fidelity.from_dict({**study.user_attrs["fidelity"], "tokens": args.final_tokens}) if args.final_tokens else None
     out = Path("bench/results/fidelity.json")
     for budget in config["budgets"]:
-        near = sorted((t for t in trials if abs(json.loads(t.user_attrs["record"])["removed"] - budget) <= args.band),
-                      key=lambda t: t.value)
+        distinct = {Architecture.from_json(t.user_attrs["arch"]).key(units=True): t for t in reversed(trials)}
+        near = sorted((t for t in distinct.values()
+                       if abs(json.loads(t.user_attrs["record"])["removed"] - budget) <= args.band), key=lambda t: t.value)
         picks = [near[int(i)] for i in np.unique(np.linspace(0, len(near) - 1, args.per_budget).round())]
         rows = []
         for t in picks:
@@ -66,7 +67,7 @@ def main() -> None:
                                             with_dense=False, speed_repeats=0, progress=False)
                 nll += rec["nll"] * rec["tokens"]
                 count += rec["tokens"]
-            rows.append({"trial": t.number, "fidelity_ppl": t.value, "test_ppl": math.exp(nll / count)})
+            rows.append({"trial": t.number, "fidelity_ppl": math.exp(t.value), "test_ppl": math.exp(nll / count)})
             if final is not None:
                 rows[-1]["final_ppl"] = measure(loaded, arch, final)["ppl"]
             print(json.dumps(rows[-1]), flush=True)
