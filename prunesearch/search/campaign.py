@@ -67,8 +67,8 @@ class Setup:
     loaded: LoadedModel
     space: SearchSpace
     priors: Priors
-    sens: Sensitivity | None
-    ctx: FeatureContext | None
+    sens: Sensitivity
+    ctx: FeatureContext
     fidelity: Fidelity
     store: PairStore
     finals: PairStore | None
@@ -81,9 +81,12 @@ class Setup:
 
     @property
     def scores_key(self) -> str:
-        """Names the scores that choose units, for the caches of what was measured with them."""
-        units = self.config.units
-        return self.calibration.key(self.loaded.fingerprint) + ("" if units == "activation" else f"/{units}")
+        return scores_key(self.calibration, self.loaded.fingerprint, self.config.units)
+
+
+def scores_key(calibration: CalibrationSpec, fingerprint: str, units: str) -> str:
+    """Names the scores that choose units, for the caches of what was measured with them."""
+    return calibration.key(fingerprint) + ("" if units == "activation" else f"/{units}")
 
 
 def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Setup:
@@ -108,12 +111,11 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     priors = compute_priors(loaded, calibration, progress=progress)
     seconds.update({f"prior: {k}": v for k, v in priors.seconds.items()})
     start = time.perf_counter()
-    setup = Setup(config, loaded, space, priors, None, None, fidelity, store, finals, calibration, seconds)
-    setup.sens = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, setup.scores, setup.scores_key,
-                             SensitivitySpec(), progress)
+    sens = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, priors.unit[config.units],
+                       scores_key(calibration, loaded.fingerprint, config.units), SensitivitySpec(), progress)
     seconds["sensitivity probes"] = time.perf_counter() - start
-    setup.ctx = feature_context(priors, setup.sens, shape)
-    return setup
+    ctx = feature_context(priors, sens, shape)
+    return Setup(config, loaded, space, priors, sens, ctx, fidelity, store, finals, calibration, seconds)
 
 
 def seeds_at(setup: Setup, budget: float, progress: bool = True) -> dict[str, Architecture]:
