@@ -49,7 +49,7 @@ def main() -> None:
     loaded = load_model(config["model"])
     trials = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
               if math.isfinite(t.value)]
-    results = {"run": str(args.run), "max_tokens": args.max_tokens, "fidelity": study.user_attrs["fidelity"],
+    results = {"run": str(args.run), "per_budget": args.per_budget, "max_tokens": args.max_tokens, "fidelity": study.user_attrs["fidelity"],
                "final_tokens": args.final_tokens, "budgets": {}}
     final = Fidelity.from_dict({**study.user_attrs["fidelity"], "tokens": args.final_tokens}) if args.final_tokens else None
     out = Path("bench/results/fidelity.json")
@@ -89,7 +89,7 @@ def write(path: Path, results: dict) -> None:
              f"windows) against held-out test ppl (first {results['max_tokens']} tokens of PTB-test and of "
              f"wiki-test, pooled), on pairs of `{results['run']}` within ±2.5% of each budget, spread over their "
              "fidelity order. Command: `.venv/bin/python bench/fidelity.py --run "
-             f"{results['run']} --max-tokens {results['max_tokens']} --final-tokens {results['final_tokens']} "
+             f"{results['run']} --per-budget {results['per_budget']} --max-tokens {results['max_tokens']} --final-tokens {results['final_tokens']} "
              "--write BENCHMARKS.md`.", "",
              "| budget | pairs | read | Kendall τ | Spearman ρ | test ppl range |",
              "| --- | ---: | --- | ---: | ---: | --- |"]
