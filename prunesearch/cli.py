@@ -310,7 +310,8 @@ def campaign(
                             budgets=tuple(budget) if budget else None, pairs=pairs, tokens=tokens, window=window,
                             rounds=rounds, verify=verify, trials=trials, compare_tokens=compare_tokens, name=name,
                             storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
-                            greedy_stages=greedy_stages, final_top=final_top, final_tokens=final_tokens, task_limit=task_limit,
+                            greedy_stages=greedy_stages, final_top=final_top, final_tokens=final_tokens,
+                            task_limit=task_limit,
                             tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
     summary = run_campaign(settings, run_dir, progress=True)

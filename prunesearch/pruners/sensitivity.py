@@ -107,7 +107,7 @@ def probe(model: PreTrainedModel, scores: UnitScores, windows: torch.Tensor, spe
     shape = ModelShape.from_config(model.config)
     L, I, KV = shape.num_layers, shape.intermediate_size, shape.num_kv_heads
     base = select_units(base or Architecture.dense(shape), scores)
-    if any(layer.counts() != Architecture.dense(shape).layers[0] for layer in base.layers):
+    if base.key() != Architecture.dense(shape).key():
         model = mask_model(model, base)
     runner = BlockRunner(model, windows, spec.batch_size)
     inputs = [runner.embed()]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,17 +204,21 @@ def fill_design(setup: Setup, seeds: dict[float, dict[str, Architecture]], progr
     drain(setup, "pairs", progress)
 
 
+def distinct(pairs: Iterable[Pair]) -> list[Pair]:
+    """The first measured pair of each architecture (a store may hold one twice: older stores, or a race)."""
+    first: dict[str, Pair] = {}
+    for pair in sorted(pairs, key=lambda p: p.number):
+        first.setdefault(pair.arch.key(units=True), pair)
+    return list(first.values())
+
+
 def training_data(store: PairStore, objective: str = "ppl"
                   ) -> tuple[list[Architecture], np.ndarray, np.ndarray, list[str]]:
     """Architectures, loss (log-ppl or minus accuracy), fraction removed and sampler of every finite pair whose
     units the campaign's scores chose (refined units would make one width two targets), one pair per
     architecture (the first measured; a copy in both a training and a held-out fold would flatter every rank
     metric), in key order: a fit does not depend on the order workers finished in."""
-    first: dict[str, Pair] = {}
-    for pair in sorted(store.pairs(), key=lambda p: p.number):
-        if pair.sampler != REFINED:
-            first.setdefault(pair.arch.key(units=True), pair)
-    pairs = [first[key] for key in sorted(first)]
+    pairs = sorted(distinct(p for p in store.pairs() if p.sampler != REFINED), key=lambda p: p.arch.key(units=True))
     return ([p.arch for p in pairs], np.array([p.loss(objective) for p in pairs]),
             np.array([p.record["removed"] for p in pairs]), [p.sampler for p in pairs])
 
@@ -241,11 +245,8 @@ def search_seeds(store: PairStore | None, heuristics: list[Architecture], budget
 def best_pairs(store: PairStore, budget: float, slack: float, count: int = 1, objective: str = "ppl") -> list[Pair]:
     """The ``count`` lowest measured losses among distinct architectures that remove at least ``budget`` (at most 1%
     more)."""
-    eligible: dict[str, Pair] = {}
-    for pair in sorted(store.pairs(), key=lambda p: p.number):
-        if budget - 1e-9 <= pair.record["removed"] <= budget + max(slack, 0.01):
-            eligible.setdefault(pair.arch.key(units=True), pair)
-    return sorted(eligible.values(), key=lambda p: p.loss(objective))[:count]
+    eligible = distinct(p for p in store.pairs() if budget - 1e-9 <= p.record["removed"] <= budget + max(slack, 0.01))
+    return sorted(eligible, key=lambda p: p.loss(objective))[:count]
 
 
 def final_study(campaign: str) -> str:

@@ -68,7 +68,8 @@ class CampaignConfig:
     def __post_init__(self) -> None:
         if not self.budgets:
             raise PrunesearchError("a campaign needs at least one budget")
-        for name in ("pairs", "tokens", "window", "trials", "population", "mlp_step", "heartbeat", "final_tokens", "greedy_stages"):
+        for name in ("pairs", "tokens", "window", "trials", "population", "mlp_step", "heartbeat", "final_tokens",
+                     "greedy_stages"):
             if getattr(self, name) < 1:
                 raise PrunesearchError(f"campaign setting '{name}' must be positive, got {getattr(self, name)}")
         if self.objective not in OBJECTIVES:
