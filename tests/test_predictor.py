@@ -245,6 +245,8 @@ def test_predictor_ranks_held_out_architectures(fitted, archs, target):
     predicted = fitted.predict(archs[200:])
     assert predicted.shape == (100,)
     assert kendall_tau(target[200:], predicted) > 0.6
+    counts = np.stack([a.as_array() for a in archs[200:]])
+    np.testing.assert_array_equal(fitted.predict_arrays(counts), predicted)
 
 
 def test_fitting_is_deterministic(ctx, archs, target):

@@ -87,6 +87,18 @@ def test_sample_roundtrip(shape, seed):
 
 
 @SHAPES
+@pytest.mark.parametrize("seed", range(6))
+def test_count_arrays_roundtrip(shape, seed):
+    arch = SearchSpace(shape).sample(seed)
+    array = arch.as_array()
+    assert array.shape == (shape.num_layers, 6)
+    assert Architecture.from_array(shape, array) == arch.counts()
+    assert (array[[not layer.keep for layer in arch.layers]] == 0).all()
+    with pytest.raises(ArchitectureError, match="counts of shape"):
+        Architecture.from_array(shape, array[1:])
+
+
+@SHAPES
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("budget", [0.1, 0.3, 0.5])
 def test_sample_at_budget_roundtrip(shape, seed, budget):

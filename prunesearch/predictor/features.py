@@ -88,18 +88,25 @@ def feature_names(ctx: FeatureContext) -> list[str]:
     return per_layer + [f"sum:{f}" for f in families] + lost + list(COST)
 
 
-def _counts(archs: Sequence[Architecture], shape: ModelShape) -> np.ndarray:
-    """[6, n, L] integer counts, in ``STRUCTURE`` order."""
+def arrays(archs: Sequence[Architecture], shape: ModelShape) -> np.ndarray:
+    """[n, L, 6] counts of ``archs`` (``Architecture.as_array`` stacked), refusing another model's."""
     if any(arch.shape != shape for arch in archs):
         raise PrunesearchError("an architecture was made for another model shape than the predictor's")
-    rows = [[(l.keep, l.kv_heads, l.q_per_kv, l.qk_dim, l.v_dim, l.mlp) for l in a.layers] for a in archs]
-    return np.array(rows, dtype=np.intp).reshape(len(archs), shape.num_layers, len(STRUCTURE)).transpose(2, 0, 1)
+    return np.stack([a.as_array() for a in archs]) if archs else np.zeros((0, shape.num_layers, 6), np.int64)
 
 
 def featurize(archs: Sequence[Architecture], ctx: FeatureContext) -> np.ndarray:
     """[n, F] float32 features of ``archs`` (see the module docstring), columns named by ``feature_names``."""
-    s, layout, n = ctx.shape, _layout(ctx), len(archs)
-    counts = _counts(archs, s)
+    return featurize_arrays(arrays(archs, ctx.shape), ctx)
+
+
+def featurize_arrays(counts: np.ndarray, ctx: FeatureContext) -> np.ndarray:
+    """``featurize`` of count arrays [n, L, 6] (``Architecture.as_array`` rows), the search's inner loop."""
+    s, layout, n = ctx.shape, _layout(ctx), len(counts)
+    if counts.shape[1:] != (s.num_layers, len(STRUCTURE)):
+        raise PrunesearchError(f"count arrays of shape {counts.shape[1:]}, the predictor's model has "
+                               f"{(s.num_layers, len(STRUCTURE))}")
+    counts = counts.astype(np.intp).transpose(2, 0, 1)
     keep, kv, qpk, qk, v, mlp = counts
     sizes = np.array([1, s.num_kv_heads, s.group_size, s.head_dim, s.head_dim, s.intermediate_size])
     structure = counts / sizes[:, None, None]

@@ -17,7 +17,7 @@ import xgboost as xgb
 from prunesearch.errors import PrunesearchError
 from prunesearch.paths import atomic_dir
 from prunesearch.predictor.context import FeatureContext
-from prunesearch.predictor.features import feature_names, featurize
+from prunesearch.predictor.features import feature_names, featurize, featurize_arrays
 from prunesearch.space import Architecture
 
 FORMAT = "prunesearch.predictor/1"
@@ -67,9 +67,16 @@ class Predictor:
 
     def predict(self, archs: Sequence[Architecture]) -> np.ndarray:
         """Predicted log-perplexities, [n] float64."""
+        return self._predict(featurize(archs, self.ctx))
+
+    def predict_arrays(self, counts: np.ndarray) -> np.ndarray:
+        """``predict`` of count arrays [n, L, 6] (``Architecture.as_array`` rows): what a search queries."""
+        return self._predict(featurize_arrays(counts, self.ctx))
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
         if self.booster is None:
             raise PrunesearchError("the predictor has not been trained")
-        return self.booster.inplace_predict(featurize(archs, self.ctx)).astype(np.float64)
+        return self.booster.inplace_predict(X).astype(np.float64)
 
     def save(self, directory: str | Path) -> None:
         """Write the trees, the feature context and ``predictor.json`` (format, features, shape, meta) at once."""

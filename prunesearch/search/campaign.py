@@ -32,7 +32,7 @@ from prunesearch.pruners.priors import Priors, compute_priors
 from prunesearch.pruners.transact import transact_units
 from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, sensitivity
 from prunesearch.search.config import CampaignConfig
-from prunesearch.search.optimize import Decoder, search
+from prunesearch.search.optimize import Decoder, optuna_sampler, search
 from prunesearch.search.report import rows_to_json
 from prunesearch.space import Architecture, ModelShape, SearchSpace
 
@@ -161,13 +161,14 @@ def design(setup: Setup, seeds: dict[float, dict[str, Architecture]]) -> Iterato
             base = seeds[budget][names[int(rng.integers(len(names)))]]
             target = float(np.clip(budget + rng.uniform(-config.band, config.band), 0.02, limit))
             decoder = Decoder(space, target, config.slack)
-            keep, cuts = decoder.genes_of(base)
+            keep, cuts = (genes[0] for genes in decoder.encode(base.as_array()[None]))
             layers = rng.random(len(keep)) < rng.uniform(0.1, 0.6)
             cuts = np.clip(cuts + layers[:, None] * rng.normal(0, rng.uniform(0.05, 0.3), cuts.shape), 0, 1)
-            if rng.random() < 0.3 and decoder.removable:
-                flip = decoder.removable[int(rng.integers(len(decoder.removable)))]
-                keep[flip] = 1 - keep[flip]
-            arch = decoder.decode(keep, cuts)
+            removable = np.flatnonzero(decoder.removable)
+            if rng.random() < 0.3 and len(removable):
+                flip = removable[int(rng.integers(len(removable)))]
+                keep[flip] = not keep[flip]
+            arch = Architecture.from_array(space.shape, decoder.decode(keep[None], cuts[None])[0])
             yield _tagged(arch, target=target, perturbed=base.meta.get("method")), PRIOR
         step += 1
 
@@ -298,9 +299,10 @@ def verify_round(setup: Setup, predictor: Predictor, budget: float, heuristics: 
     if len(done) >= config.verify:  # a resumed campaign does not redo a round it queued
         return measure_all(setup, [], f"verify {budget:.0%} round {round_ + 1}", progress)
     seeds = search_seeds(setup.store, heuristics, budget, config.band, objective=config.objective)
-    result = search(setup.space, predictor.predict, budget, seeds, trials=config.trials,
+    result = search(setup.space, predictor.predict_arrays, budget, seeds, trials=config.trials,
                     population=config.population, seed=config.seed + round_, slack=config.slack,
-                    top=config.verify * 4, progress=progress)
+                    top=config.verify * 4,
+                    sampler=optuna_sampler(config.sampler, config.seed + round_, config.population), progress=progress)
     known = setup.store.keys()
     fresh = []
     for candidate in result.candidates:

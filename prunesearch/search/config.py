@@ -10,6 +10,7 @@ from typing import Any
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate.store import Fidelity
 from prunesearch.pruners.priors import UNIT_METHODS
+from prunesearch.search.optimize import SAMPLERS
 
 OBJECTIVES = ("ppl", "accuracy")
 
@@ -20,7 +21,9 @@ class CampaignConfig:
 
     ``pairs``: architectures measured before the first predictor fit (the baselines included); ``tokens``,
     ``window``, ``data``: the search-time fidelity (validation text only); ``rounds`` of search, each verifying
-    ``verify`` new candidates per budget by real measurement; ``trials``: predictor queries per search.
+    ``verify`` new candidates per budget by real measurement; ``trials``: predictor queries per search,
+    ``population`` its generation size, ``sampler`` its engine (``evolution``, or an Optuna sampler: ``nsga2``, ``tpe``,
+    ``random``).
     ``units``: whose scores choose which heads, dims and channels a searched width keeps (TransAct's activation
     norms pick markedly better units than the weight-scaled activation score: ppl 98.9 vs 111.3 for the same
     20% counts on SmolLM2 validation text). ``refine_steps``: with TransAct units, the ``refine_top`` best measured
@@ -44,8 +47,9 @@ class CampaignConfig:
     data: tuple[str, ...] = ("ptb-valid", "wiki-valid")
     rounds: int = 3
     verify: int = 6
-    trials: int = 2048
-    population: int = 64
+    trials: int = 20000
+    population: int = 256
+    sampler: str = "evolution"
     seed: int = 0
     mlp_step: int = 64
     slack: float = 0.005
@@ -77,6 +81,9 @@ class CampaignConfig:
                                    f"got {self.objective!r}")
         if self.objective == "accuracy" and not self.tasks:
             raise PrunesearchError("objective 'accuracy' needs zero-shot tasks: set 'tasks' (e.g. --tasks paper7)")
+        if self.sampler not in SAMPLERS:
+            raise PrunesearchError(f"campaign setting 'sampler' must be one of {', '.join(SAMPLERS)}, "
+                                   f"got {self.sampler!r}")
         if self.units not in UNIT_METHODS:
             raise PrunesearchError(f"campaign setting 'units' must be one of {', '.join(UNIT_METHODS)}, "
                                    f"got {self.units!r}")

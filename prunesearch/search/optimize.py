@@ -1,10 +1,15 @@
-"""Optuna over the predictor: per-layer genes, repaired onto the budget, scored in batches.
+"""Searching the predictor under a budget: genomes decoded onto the budget in bulk, evolved as populations.
 
-Every trial suggests the six genes of every layer (as grid indices, so samplers see their order), the
-architecture is moved onto the budget by ``SearchSpace.repair`` (the search can never return one over budget)
-and the predictor scores a whole generation at once. The baselines and other priors are enqueued as the
-first trials, so the evolutionary sampler starts from them and recombines them; the default sampler is
-Optuna's NSGA-II, which for one objective is a plain genetic algorithm with uniform crossover.
+A candidate is a genome: per layer ``keep`` (unprotected layers only) and one cut propensity in [0, 1] per width
+gene. ``Decoder`` turns a whole population of genomes into count arrays (``Architecture.as_array`` rows) that
+spend exactly the budget, in numpy with no Python loop over candidates, and the scorer (the predictor's
+``predict_arrays``) reads those arrays directly: a search makes thousands of predictor queries per second.
+
+Two engines share the decoder. The default is a (mu + lambda) genetic algorithm over whole populations: binary
+tournaments, per-layer uniform crossover (a layer's genes travel together), Gaussian mutation of propensities and
+bit flips of ``keep``. Any Optuna sampler (NSGA-II, TPE, CMA-ES, random) can drive the same genomes instead, one
+trial per candidate through Optuna's ask/tell, at milliseconds per query. Either way the priors are the first
+trials of the result's Optuna study, which also holds the best candidates found.
 """
 
 from __future__ import annotations
@@ -17,23 +22,44 @@ import numpy as np
 import optuna
 from tqdm.auto import tqdm
 
+from prunesearch.errors import BudgetError, PrunesearchError
 from prunesearch.predictor.costs import cost_tables
 from prunesearch.space import Architecture, SearchSpace
 
-Scorer = Callable[[Sequence[Architecture]], np.ndarray]
-
+Scorer = Callable[[np.ndarray], np.ndarray]
+"""Lower is better; takes count arrays [n, L, 6] and returns [n]."""
 
 WIDTH_GENES = ("kv_heads", "q_per_kv", "qk_dim", "v_dim", "mlp")
+MIN_CUT = 1e-3
+"""Floor of a propensity, so that a finite strength cuts every gene fully and the budget is always reachable."""
+CROSSOVER = 0.9
+"""Share of children that mix two parents (the rest are mutated copies of one)."""
+MUTATE_CUT, MUTATE_SIGMA, MUTATE_KEEP = 0.04, 0.15, 0.02
+"""Per-gene probabilities of a propensity's Gaussian step (and its scale) and of a ``keep`` flip."""
+SAMPLERS = ("evolution", "nsga2", "tpe", "random")
+"""Search engines by name: the vectorised evolution, or one of Optuna's samplers driving the same genomes."""
+
+
+def optuna_sampler(name: str, seed: int = 0, population: int = 256) -> optuna.samplers.BaseSampler | None:
+    """The Optuna sampler called ``name`` (None for the default evolution)."""
+    if name not in SAMPLERS:
+        raise PrunesearchError(f"unknown search sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+    return {
+        "evolution": lambda: None,
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(population_size=population, seed=seed),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+    }[name]()
 
 
 class Decoder:
-    """Turns a trial's genes into an architecture on the budget.
+    """Turns genomes into count arrays on the budget, and architectures back into genomes.
 
-    Per layer a trial holds ``keep`` (unprotected layers only) and one cut propensity in [0, 1] per width gene.
-    A single strength ``s``, found by bisection, scales every propensity so that the kept grid values
-    (``1 - s * c`` of the way down each gene's choices) just fit the budget; ``SearchSpace.repair`` then lands
-    within its slack by single grid steps. The search thus explores the *shape* of an allocation (where to cut,
-    how deep relative to elsewhere) while every candidate spends the same budget.
+    A single strength ``s`` per genome, found by bisection, scales its propensities so that the kept grid values
+    (``1 - s * c`` of the way down each gene's choices) just fit the budget. The search thus explores the *shape*
+    of an allocation (where to cut, how deep relative to elsewhere) while every candidate spends the same budget.
+    Genomes whose removed blocks alone overshoot the budget get the least-cut of those blocks back first, and the
+    rare one that grid rounding leaves under the budget band is finished by ``SearchSpace.repair``.
     """
 
     def __init__(self, space: SearchSpace, budget: float, slack: float = 0.005) -> None:
@@ -42,73 +68,118 @@ class Decoder:
         choices = space.choices()
         self.options = [np.asarray(choices[g]) for g in WIDTH_GENES]
         self.tables = cost_tables(space.shape)
-        self.target = (1 - budget) * self.tables.dense_params
-        self.removable = [i for i in range(space.shape.num_layers) if i not in space.protected]
+        total = self.tables.dense_params
+        self.high, self.low = (1 - budget) * total, (1 - budget - slack) * total
+        L = space.shape.num_layers
+        self.removable = np.array([i not in space.protected for i in range(L)])
+        grid = np.meshgrid(*(np.union1d(options, 0) for options in self.options[:4]), indexing="ij")
+        self.tables.blocks(*grid, np.zeros_like(grid[0]))  # tabulates every attention the grid can reach, once
+        self.attention, self.mlp = self.tables.attention[..., 0], self.tables.mlp[:, 0]
+        self.block = float(self.params(Architecture.dense(space.shape).as_array()[None])[0] - self.tables.fixed_params) / L
 
-    def _genes(self, keep: np.ndarray, cuts: np.ndarray, strength: float) -> np.ndarray:
-        """[L, 5] width gene values at ``strength``; 0 everywhere in removed layers."""
-        values = []
+    def params(self, counts: np.ndarray) -> np.ndarray:
+        """[n] parameter counts of count arrays [n, L, 6] (the cost model's figures, tabulated)."""
+        _, kv, qpk, qk, v, mlp = np.moveaxis(counts, -1, 0)
+        return self.tables.fixed_params + (self.attention[kv, qpk, qk, v] + self.mlp[mlp]).sum(-1)
+
+    def _counts(self, keep: np.ndarray, cuts: np.ndarray, strength: np.ndarray) -> np.ndarray:
+        widths = []
         for j, options in enumerate(self.options):
-            index = np.rint((1 - np.clip(strength * cuts[:, j], 0, 1)) * (len(options) - 1)).astype(int)
-            values.append(options[index])
-        genes = np.stack(values, axis=1) * keep[:, None]
-        empty = (genes[:, 0] == 0) & (genes[:, 4] == 0)
-        for i in self.space.protected:
-            if empty[i]:
-                genes[i, 4] = self.options[4][1]
-        return genes
+            kept = 1 - np.minimum(strength[:, None] * cuts[..., j], 1.0)
+            widths.append(options[np.rint(kept * (len(options) - 1)).astype(np.intp)])
+        kv, qpk, qk, v, mlp = widths
+        mlp = np.where((kv == 0) & (mlp == 0) & ~self.removable, self.options[4][min(1, len(self.options[4]) - 1)], mlp)
+        kept = keep & ((kv > 0) | (mlp > 0))
+        attention = kept & (kv > 0)
+        return np.stack([kept, kv * attention, qpk * attention, qk * attention, v * attention, mlp * kept],
+                        axis=-1).astype(np.int64)
 
-    def _params(self, genes: np.ndarray) -> float:
-        kv, qpk, qk, v, mlp = genes.T
-        return self.tables.fixed_params + float(self.tables.blocks(kv, qpk, qk, v, mlp)[:, 0].sum())
+    def _restore(self, keep: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+        """Bring back removed blocks, least-cut first, where the kept ones at full width fall short of the band."""
+        full = self.tables.fixed_params + keep.sum(1) * self.block
+        missing = np.ceil((self.low - full) / self.block).clip(0)
+        if not missing.any():
+            return keep
+        order = np.argsort(np.where(keep, np.inf, cuts.mean(-1)), axis=1, kind="stable")
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.broadcast_to(np.arange(keep.shape[1]), keep.shape), axis=1)
+        return keep | (rank < missing[:, None])
 
-    def decode(self, keep: np.ndarray, cuts: np.ndarray) -> Architecture:
-        low, high = 0.0, 1.0
-        while self._params(self._genes(keep, cuts, high)) > self.target and high < 1e4:
-            high *= 2
-        if self._params(self._genes(keep, cuts, low)) > self.target:
-            for _ in range(30):
-                mid = (low + high) / 2
-                low, high = (mid, high) if self._params(self._genes(keep, cuts, mid)) > self.target else (low, mid)
+    def _fill(self, counts: np.ndarray) -> np.ndarray:
+        """Under the band after rounding: one MLP grid step at a time to the narrowest kept MLP that can grow,
+        while it stays within the budget (``decode`` leaves whatever this cannot fix to ``SearchSpace.repair``)."""
+        grid = self.options[4]
+        for _ in range(self.space.shape.num_layers * len(grid)):
+            short = np.flatnonzero(self.params(counts) < self.low)
+            mlp = counts[short, :, 5]
+            room = counts[short, :, 0].astype(bool) & (mlp < grid[-1])
+            layer = np.where(room, mlp, np.iinfo(np.int64).max).argmin(1)
+            grown = counts[short].copy()
+            grown[np.arange(len(short)), layer, 5] = grid[np.searchsorted(grid, mlp[np.arange(len(short)), layer], "right").clip(max=len(grid) - 1)]
+            accept = room.any(1) & (self.params(grown) <= self.high)
+            if not accept.any():
+                break
+            counts[short[accept]] = grown[accept]
+        return counts
+
+    def decode(self, keep: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+        """Count arrays [n, L, 6] of genomes (``keep`` [n, L], ``cuts`` [n, L, 5]): each removes at least the
+        budget and, where the grid allows, at most budget + slack."""
+        cuts = np.clip(cuts, MIN_CUT, 1.0)
+        keep = self._restore(np.where(self.removable, keep, 1).astype(bool), cuts)
+        n = len(keep)
+        low, high = np.zeros(n), np.zeros(n)
+        over = self.params(self._counts(keep, cuts, high)) > self.high
+        high[over] = 1.0
+        for _ in range(64):
+            rows = over & (self.params(self._counts(keep, cuts, high)) > self.high)
+            if not rows.any():
+                break
+            high[rows] *= 2
         else:
-            high = 0.0
-        genes = self._genes(keep, cuts, high)
-        layers = tuple(
-            self.space.layer_from_genes({"keep": int(keep[i]), **dict(zip(WIDTH_GENES, map(int, genes[i])))})
-            for i in range(len(genes))
-        )
-        return self.space.repair(Architecture(self.space.shape, layers), self.budget, self.slack)
+            raise BudgetError(f"cannot decode a genome onto budget {self.budget}")
+        for _ in range(30):
+            mid = (low + high) / 2
+            above = self.params(self._counts(keep, cuts, mid)) > self.high
+            low, high = np.where(over & above, mid, low), np.where(over & ~above, mid, high)
+        counts = self._fill(self._counts(keep, cuts, high))
+        for i in np.flatnonzero(self.params(counts) < self.low):
+            arch = Architecture.from_array(self.space.shape, counts[i])
+            counts[i] = self.space.repair(arch, self.budget, self.slack).as_array()
+        return counts
 
-    def suggest(self, trial: optuna.Trial) -> Architecture:
-        """The architecture a trial describes, on the budget."""
-        L = self.space.shape.num_layers
-        keep = np.ones(L, dtype=int)
-        for i in self.removable:
-            keep[i] = trial.suggest_int(f"keep_{i}", 0, 1)
-        cuts = np.array([[trial.suggest_float(f"{g}_{i}", 0.0, 1.0) for g in WIDTH_GENES] for i in range(L)])
-        return self.decode(keep, cuts)
+    def encode(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Genomes (``keep`` [n, L], ``cuts`` [n, L, 5]) that ``decode`` turns back into (about) ``counts``: each
+        gene's propensity is how far down its choices the architecture sits."""
+        keep = counts[..., 0].astype(bool)
+        kv, qpk, qk, v, mlp = np.moveaxis(counts[..., 1:], -1, 0)
+        values = (kv, np.maximum(qpk, 1), np.where(qk > 0, qk, self.options[2][-1]),
+                  np.where(v > 0, v, self.options[3][-1]), mlp)
+        cuts = []
+        for options, value in zip(self.options, values):
+            index = np.abs(options - value[..., None]).argmin(-1)
+            index = np.where(keep, index, len(options) - 1)
+            cuts.append(1 - index / max(len(options) - 1, 1))
+        return keep, np.stack(cuts, axis=-1)
 
-    def genes_of(self, arch: Architecture) -> tuple[np.ndarray, np.ndarray]:
-        """``keep`` [L] and ``cuts`` [L, 5] that ``decode`` turns back into (about) ``arch``."""
-        params = self.encode(arch)
-        L = self.space.shape.num_layers
-        keep = np.array([params.get(f"keep_{i}", 1) for i in range(L)])
-        cuts = np.array([[params[f"{g}_{i}"] for g in WIDTH_GENES] for i in range(L)])
-        return keep, cuts
-
-    def encode(self, arch: Architecture) -> dict[str, float]:
-        """Trial parameters that decode back to (about) ``arch``, for ``enqueue_trial``: each gene's cut is how
-        far down its choices ``arch`` sits."""
-        params: dict[str, float] = {}
-        for i, layer in enumerate(arch.layers):
-            if i in self.removable:
-                params[f"keep_{i}"] = int(layer.keep)
-            values = (layer.kv_heads, max(layer.q_per_kv, 1), layer.qk_dim or self.options[2][-1],
-                      layer.v_dim or self.options[3][-1], layer.mlp)
-            for gene, options, value in zip(WIDTH_GENES, self.options, values):
-                index = int(np.abs(options - value).argmin()) if layer.keep else len(options) - 1
-                params[f"{gene}_{i}"] = 1 - index / (len(options) - 1)
+    def trial_params(self, keep: np.ndarray, cuts: np.ndarray) -> dict[str, float]:
+        """One genome as Optuna trial parameters (``keep_<i>`` for unprotected layers, ``<gene>_<i>``)."""
+        params: dict[str, float] = {f"keep_{i}": int(keep[i]) for i in np.flatnonzero(self.removable)}
+        for i in range(len(keep)):
+            params.update({f"{gene}_{i}": float(cuts[i, j]) for j, gene in enumerate(WIDTH_GENES)})
         return params
+
+    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        names = self.trial_params(np.ones(len(self.removable), int), np.zeros((len(self.removable), 5)))
+        return {name: optuna.distributions.IntDistribution(0, 1) if name.startswith("keep_")
+                else optuna.distributions.FloatDistribution(0.0, 1.0) for name in names}
+
+    def suggest(self, trial: optuna.Trial) -> tuple[np.ndarray, np.ndarray]:
+        """The genome an Optuna trial proposes."""
+        L = len(self.removable)
+        keep = np.array([trial.suggest_int(f"keep_{i}", 0, 1) if self.removable[i] else 1 for i in range(L)], bool)
+        cuts = np.array([[trial.suggest_float(f"{g}_{i}", 0.0, 1.0) for g in WIDTH_GENES] for i in range(L)])
+        return keep, cuts
 
 
 @dataclass
@@ -131,31 +202,133 @@ class SearchResult:
         return self.trials / max(self.seconds, 1e-9)
 
 
-def search(space: SearchSpace, score: Scorer, budget: float, seeds: Sequence[Architecture] = (), trials: int = 3000,
-           population: int = 64, seed: int = 0, slack: float = 0.005, top: int = 10,
+class _Archive:
+    """Every distinct architecture scored, by its counts, with its best score."""
+
+    def __init__(self) -> None:
+        self.scores: dict[bytes, tuple[float, np.ndarray]] = {}
+
+    def add(self, counts: np.ndarray, values: np.ndarray) -> None:
+        for row, value in zip(counts, values):
+            key = row.tobytes()
+            if key not in self.scores or value < self.scores[key][0]:
+                self.scores[key] = (float(value), row)
+
+    def best(self, top: int) -> list[tuple[float, np.ndarray]]:
+        return sorted(self.scores.values(), key=lambda item: item[0])[:top]
+
+
+def search(space: SearchSpace, score: Scorer, budget: float, seeds: Sequence[Architecture] = (), trials: int = 20000,
+           population: int = 256, seed: int = 0, slack: float = 0.005, top: int = 10,
            sampler: optuna.samplers.BaseSampler | None = None, progress: bool = True) -> SearchResult:
-    """Minimise ``score`` (predicted log-ppl) over architectures removing ``budget`` (+ at most ``slack``)."""
+    """Minimise ``score`` (e.g. predicted log-ppl) over architectures removing ``budget`` (+ at most ``slack``),
+    starting from ``seeds`` (moved onto the budget); ``sampler``: an Optuna sampler instead of the evolution."""
     decoder = Decoder(space, budget, slack)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = sampler or optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
     study = optuna.create_study(direction="minimize", sampler=sampler)
-    for arch in seeds:
-        study.enqueue_trial(decoder.encode(arch), skip_if_exists=True)
-    best: dict[str, Candidate] = {}
+    genomes = decoder.encode(np.stack([a.as_array() for a in seeds])) if seeds else None
+    archive = _Archive()
     start = time.perf_counter()
-    done = 0
     with tqdm(total=trials, desc=f"search @ {budget:.0%}", disable=not progress, leave=False) as bar:
-        while done < trials:
-            batch = [study.ask() for _ in range(min(population, trials - done))]
-            archs = [decoder.suggest(trial) for trial in batch]
-            values = score(archs)
-            for trial, arch, value in zip(batch, archs, values):
-                study.tell(trial, float(value))
-                key = arch.key()
-                if key not in best or value < best[key].predicted:
-                    best[key] = Candidate(arch, float(value))
-            done += len(batch)
-            bar.update(len(batch))
-            bar.set_postfix(best=f"{min(c.predicted for c in best.values()):.3f}")
-    ranked = sorted(best.values(), key=lambda c: c.predicted)[:top]
-    return SearchResult(candidates=ranked, trials=done, seconds=time.perf_counter() - start, study=study)
+        if sampler is None:
+            done = _evolve(decoder, score, genomes, trials, population, np.random.default_rng(seed), archive, study, bar)
+        else:
+            done = _ask_tell(decoder, score, genomes, trials, population, archive, study, bar)
+    seconds = time.perf_counter() - start
+    ranked = [Candidate(Architecture.from_array(space.shape, row), value) for value, row in archive.best(top)]
+    if sampler is None:
+        keep, cuts = decoder.encode(np.stack([c.arch.as_array() for c in ranked]))
+        _record(study, decoder, keep, cuts, [c.predicted for c in ranked])
+    return SearchResult(candidates=ranked, trials=done, seconds=seconds, study=study)
+
+
+def _record(study: optuna.Study, decoder: Decoder, keep: np.ndarray, cuts: np.ndarray, values: Sequence[float]) -> None:
+    distributions = decoder.distributions()
+    study.add_trials([optuna.trial.create_trial(params=decoder.trial_params(k, c), distributions=distributions,
+                                                value=float(v)) for k, c, v in zip(keep, cuts, values)])
+
+
+def _progress(bar: tqdm, n: int, archive: _Archive) -> None:
+    bar.update(n)
+    bar.set_postfix(best=f"{archive.best(1)[0][0]:.3f}")
+
+
+def _random_genomes(decoder: Decoder, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Structurally different mixes: per genome a share of blocks dropped and a weight per gene type."""
+    L = len(decoder.removable)
+    keep = rng.random((n, L)) >= rng.uniform(0, 0.25, (n, 1))
+    cuts = rng.random((n, L, len(WIDTH_GENES))) * rng.uniform(0.1, 1.0, (n, 1, len(WIDTH_GENES)))
+    return keep, cuts
+
+
+def _mutate(decoder: Decoder, keep: np.ndarray, cuts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    step = (rng.random(cuts.shape) < MUTATE_CUT) * rng.normal(0, MUTATE_SIGMA, cuts.shape)
+    flip = (rng.random(keep.shape) < MUTATE_KEEP) & decoder.removable
+    return keep ^ flip, np.clip(cuts + step, 0.0, 1.0)
+
+
+def _evolve(decoder: Decoder, score: Scorer, seeds: tuple[np.ndarray, np.ndarray] | None, trials: int,
+            population: int, rng: np.random.Generator, archive: _Archive, study: optuna.Study, bar: tqdm) -> int:
+    """The (mu + lambda) genetic algorithm; returns the number of predictor queries made."""
+    keep, cuts = _random_genomes(decoder, population, rng)
+    if seeds is not None:
+        n = min(len(seeds[0]), population)
+        copies = rng.integers(0, n, population // 2)
+        mutated = _mutate(decoder, seeds[0][copies], seeds[1][copies], rng)
+        keep = np.concatenate([seeds[0][:n], mutated[0], keep])[:population]
+        cuts = np.concatenate([seeds[1][:n], mutated[1], cuts])[:population]
+    counts = decoder.decode(keep, cuts)
+    values = np.asarray(score(counts), dtype=np.float64)
+    archive.add(counts, values)
+    if seeds is not None:
+        _record(study, decoder, keep[:n], cuts[:n], values[:n])
+    done = len(values)
+    _progress(bar, done, archive)
+    while done < trials:
+        n = min(population, trials - done)
+        a, b = (_tournament(values, n, rng) for _ in range(2))
+        mix = (rng.random((n, keep.shape[1])) < 0.5) & (rng.random((n, 1)) < CROSSOVER)
+        child_keep, child_cuts = _mutate(decoder, np.where(mix, keep[b], keep[a]),
+                                         np.where(mix[..., None], cuts[b], cuts[a]), rng)
+        child_counts = decoder.decode(child_keep, child_cuts)
+        child_values = np.asarray(score(child_counts), dtype=np.float64)
+        archive.add(child_counts, child_values)
+        keep, cuts, counts, values = _survivors(
+            np.concatenate([keep, child_keep]), np.concatenate([cuts, child_cuts]),
+            np.concatenate([counts, child_counts]), np.concatenate([values, child_values]), population)
+        done += n
+        _progress(bar, n, archive)
+    return done
+
+
+def _tournament(values: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    a, b = rng.integers(0, len(values), (2, n))
+    return np.where(values[a] <= values[b], a, b)
+
+
+def _survivors(keep: np.ndarray, cuts: np.ndarray, counts: np.ndarray, values: np.ndarray,
+               population: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ``population`` best distinct architectures (one genome each: duplicates would take over)."""
+    _, first = np.unique(counts.reshape(len(counts), -1), axis=0, return_index=True)
+    chosen = first[np.argsort(values[first], kind="stable")[:population]]
+    return keep[chosen], cuts[chosen], counts[chosen], values[chosen]
+
+
+def _ask_tell(decoder: Decoder, score: Scorer, seeds: tuple[np.ndarray, np.ndarray] | None, trials: int,
+              population: int, archive: _Archive, study: optuna.Study, bar: tqdm) -> int:
+    """Optuna's sampler proposes every genome (the seeds enqueued first); scored a generation at a time."""
+    if seeds is not None:
+        for k, c in zip(*seeds):
+            study.enqueue_trial(decoder.trial_params(k, c), skip_if_exists=True)
+    done = 0
+    while done < trials:
+        batch = [study.ask() for _ in range(min(population, trials - done))]
+        keep, cuts = (np.stack(g) for g in zip(*(decoder.suggest(trial) for trial in batch)))
+        counts = decoder.decode(keep, cuts)
+        values = np.asarray(score(counts), dtype=np.float64)
+        for trial, value in zip(batch, values):
+            study.tell(trial, float(value))
+        archive.add(counts, values)
+        done += len(batch)
+        _progress(bar, len(batch), archive)
+    return done

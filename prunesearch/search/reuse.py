@@ -13,12 +13,12 @@ from prunesearch.evaluate.store import Fidelity, Pair
 from prunesearch.predictor import Predictor
 from prunesearch.pruners.greedy import greedy_allocation
 from prunesearch.search.campaign import SEARCH, sensitivity_of
-from prunesearch.search.optimize import search
+from prunesearch.search.optimize import optuna_sampler, search
 from prunesearch.space import Architecture, SearchSpace, cost
 
 
-def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 1024, out: Path | None = None,
-                 seed: int = 0, progress: bool = True) -> dict[str, Any]:
+def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 20000, out: Path | None = None,
+                 seed: int = 0, sampler: str = "evolution", progress: bool = True) -> dict[str, Any]:
     """Search ``directory``'s predictor at ``budget``, seeded with the greedy allocation (from the predictor's own
     sensitivity tables) and an even MLP cut; with ``verify`` > 0, measure the top candidates on the predictor's
     fidelity and keep the best measured one."""
@@ -30,8 +30,8 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
         raise PrunesearchError(f"predictor {directory} is inconsistent: its space and features describe other models")
     seeds = [greedy_allocation(space, sensitivity_of(predictor.ctx), budget),
              space.repair(Architecture.dense(space.shape), budget)]
-    result = search(space, predictor.predict, budget, seeds, trials=trials, seed=seed, top=max(verify, 1) * 4,
-                    progress=progress)
+    result = search(space, predictor.predict_arrays, budget, seeds, trials=trials, seed=seed, top=max(verify, 1) * 4,
+                    sampler=optuna_sampler(sampler, seed), progress=progress)
     best = result.candidates[0]
     predicted = (math.exp(best.predicted) if predictor.meta.get("objective", "ppl") == "ppl"
                  else -best.predicted)

@@ -22,12 +22,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from prunesearch.errors import ArchitectureError
 from prunesearch.paths import atomic_write_text
 from prunesearch.space.shape import ModelShape
 
 FORMAT = "prunesearch.architecture/1"
 COUNT_FIELDS = ("kv_heads", "q_per_kv", "qk_dim", "v_dim", "mlp")
+ARRAY_FIELDS = ("keep",) + COUNT_FIELDS
+"""Columns of ``Architecture.as_array``: the counts a search works on in bulk."""
 INDEX_FIELDS = ("kv_idx", "q_idx", "qk_idx", "v_idx", "mlp_idx")
 
 Groups = tuple[tuple[int, ...], ...]
@@ -189,6 +193,21 @@ class Architecture:
 
     def counts(self) -> "Architecture":
         return replace(self, layers=tuple(layer.counts() for layer in self.layers))
+
+    def as_array(self) -> np.ndarray:
+        """[L, 6] int64 counts in ``ARRAY_FIELDS`` order (all 0 for a removed block): how searches and predictors
+        handle thousands of architectures at once without building objects."""
+        return np.array([[int(layer.keep)] + [getattr(layer, f) for f in COUNT_FIELDS] for layer in self.layers],
+                        dtype=np.int64).reshape(self.shape.num_layers, len(ARRAY_FIELDS))
+
+    @classmethod
+    def from_array(cls, shape: ModelShape, counts: np.ndarray, meta: dict[str, Any] | None = None) -> "Architecture":
+        """The architecture of one ``as_array`` row block (validated like any other)."""
+        if counts.shape != (shape.num_layers, len(ARRAY_FIELDS)):
+            raise ArchitectureError(f"counts of shape {counts.shape}, expected {(shape.num_layers, len(ARRAY_FIELDS))}")
+        layers = tuple(LayerArch(bool(row[0]), *map(int, row[1:])) if row[0] else LayerArch(keep=False)
+                       for row in counts.tolist())
+        return cls(shape, layers, dict(meta or {}))
 
     def to_dict(self) -> dict[str, Any]:
         return {
