@@ -279,6 +279,8 @@ def campaign(
     trials: Annotated[Optional[int], typer.Option(help="Predictor queries per search")] = None,
     sampler: Annotated[Optional[str], typer.Option(help="Search engine: evolution (vectorised, thousands of "
                                                         "queries/s), or Optuna's nsga2, tpe or random")] = None,
+    pessimism: Annotated[Optional[float], typer.Option(help="Search the predictor's mean + this x its ensemble's "
+                                                            "spread (0: the mean)")] = None,
     compare_tokens: Annotated[Optional[int], typer.Option(help="Test tokens per split in the final comparison")] = None,
     name: Annotated[Optional[str], typer.Option(help="Campaign name (default: model and budgets)")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/<name>)")] = None,
@@ -310,7 +312,8 @@ def campaign(
     base = CampaignConfig.from_toml(config) if config else CampaignConfig()
     settings = base.replace(model=None if model == "smollm2-135m" and config else model,
                             budgets=tuple(budget) if budget else None, pairs=pairs, tokens=tokens, window=window,
-                            rounds=rounds, verify=verify, trials=trials, sampler=sampler, compare_tokens=compare_tokens, name=name,
+                            rounds=rounds, verify=verify, trials=trials, sampler=sampler, pessimism=pessimism,
+                            compare_tokens=compare_tokens, name=name,
                             storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
                             greedy_stages=greedy_stages, final_top=final_top, final_tokens=final_tokens,
                             task_limit=task_limit,
@@ -359,6 +362,7 @@ def search_command(
     verify: Annotated[int, typer.Option(help="Measure the top K on the predictor's fidelity (loads the model)")] = 0,
     trials: Annotated[int, typer.Option(help="Predictor queries")] = 20000,
     sampler: Annotated[str, typer.Option(help="Search engine: evolution, or Optuna's nsga2, tpe or random")] = "evolution",
+    pessimism: Annotated[float, typer.Option(help="Search the mean + this x the ensemble's spread")] = 1.0,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the best architecture JSON")] = None,
     seed: Annotated[int, typer.Option(help="Search seed")] = 0,
     as_json: JsonOpt = False,
@@ -366,7 +370,8 @@ def search_command(
     """Reuse a trained predictor for a new budget: no evaluation unless --verify."""
     from prunesearch.search.reuse import reuse_search
 
-    result = reuse_search(predictor, budget, verify, trials, out_path, seed, sampler, progress=not as_json)
+    result = reuse_search(predictor, budget, verify, trials, out_path, seed, sampler, pessimism,
+                          progress=not as_json)
     if as_json:
         sys.stdout.write(json.dumps(result, default=str) + "\n")
         return

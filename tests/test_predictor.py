@@ -269,6 +269,30 @@ def test_save_load_roundtrip(fitted, archs, tmp_path):
     assert info["features"] == feature_names(fitted.ctx) and info["shape"] == SHAPE.to_dict()
 
 
+def test_ensemble_members_spread_where_nothing_was_measured(fitted, ctx, archs):
+    """The members agree on what they were fitted on and disagree far from it: pessimism ranks by mean + k * std."""
+    assert len(fitted.boosters) == 5
+
+    def spread(batch) -> np.ndarray:
+        counts = np.stack([a.as_array() for a in batch])
+        return fitted.predict_arrays(counts, pessimism=1.0) - fitted.predict_arrays(counts)
+
+    far = [SPACE.sample(seed) for seed in range(30)]
+    assert (spread(archs[:200]) >= 0).all()
+    assert np.median(spread(far)) > np.median(spread(archs[:200]))
+
+
+def test_a_single_booster_predictor_of_the_first_format_still_loads(ctx, archs, target, tmp_path):
+    single = Predictor(ctx, members=1, **FAST).fit(archs[:100], target[:100], {"fingerprint": "model-a"})
+    single.save(tmp_path / "p")
+    info = json.loads((tmp_path / "p" / "predictor.json").read_text())
+    (tmp_path / "p" / "model-0.json").rename(tmp_path / "p" / "model.json")
+    info.pop("members")
+    (tmp_path / "p" / "predictor.json").write_text(json.dumps({**info, "format": "prunesearch.predictor/1"}))
+    loaded = Predictor.load(tmp_path / "p")
+    np.testing.assert_array_equal(loaded.predict(archs[200:]), single.predict(archs[200:]))
+
+
 def test_load_refuses_another_model_or_space(fitted, tmp_path):
     fitted.save(tmp_path / "p")
     with pytest.raises(PrunesearchError, match="trained for model model-a, not model-b"):
@@ -287,9 +311,9 @@ def test_load_refuses_missing_or_corrupt_files(fitted, tmp_path):
         fitted.save(path)
         edit(path)
 
-    broken("missing", lambda p: (p / "model.json").unlink())
+    broken("missing", lambda p: (p / "model-3.json").unlink())
     broken("json", lambda p: (p / "predictor.json").write_text("{not json"))
-    broken("trees", lambda p: (p / "model.json").write_text('{"learner": 3}'))
+    broken("trees", lambda p: (p / "model-0.json").write_text('{"learner": 3}'))
     broken("context", lambda p: (p / "context.npz").write_bytes(b"\0" * 10))
 
     def edit_info(path, **changes) -> None:
@@ -299,7 +323,7 @@ def test_load_refuses_missing_or_corrupt_files(fitted, tmp_path):
     broken("format", lambda p: edit_info(p, format="prunesearch.predictor/99"))
     broken("features", lambda p: edit_info(p, features=["keep[0]"]))
     messages = {
-        "missing": "incomplete: missing model.json", "json": "corrupt", "trees": "corrupt", "context": "corrupt",
+        "missing": "incomplete: missing model-3.json", "json": "corrupt", "trees": "corrupt", "context": "corrupt",
         "format": "unknown format", "features": "other features",
     }
     for name, message in messages.items():

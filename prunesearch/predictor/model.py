@@ -20,8 +20,13 @@ from prunesearch.predictor.context import FeatureContext
 from prunesearch.predictor.features import feature_names, featurize, featurize_arrays
 from prunesearch.space import Architecture
 
-FORMAT = "prunesearch.predictor/1"
+FORMAT = "prunesearch.predictor/2"
+FORMATS = ("prunesearch.predictor/1", FORMAT)
+"""Readable formats: /1 holds one booster in ``model.json``, /2 an ensemble in ``model-<i>.json``."""
 MODEL_FILE, CONTEXT_FILE, META_FILE = "model.json", "context.npz", "predictor.json"
+MEMBERS = 5
+"""Ensemble size: trees fitted on bootstrap resamples agree where pairs were measured and spread apart where the
+search wanders off them, which ``predict_arrays(..., pessimism=k)`` turns into a penalty."""
 
 DEFAULTS: dict[str, Any] = {
     "objective": "reg:squarederror",
@@ -43,25 +48,38 @@ of SmolLM2's shape, and keeps predictions on the log-perplexity scale."""
 
 
 class Predictor:
-    """Predicts log-perplexity of architectures of one model (scikit-learn style: ``fit``, then ``predict``)."""
+    """Predicts log-perplexity of architectures of one model (scikit-learn style: ``fit``, then ``predict``).
 
-    def __init__(self, ctx: FeatureContext, **xgb_params: Any) -> None:
+    With ``members`` > 1 it is a bagged ensemble: member ``m`` is fitted on a bootstrap resample of the pairs with
+    seed ``random_state + m``; predictions are the members' mean, and their spread measures how far an
+    architecture lies from what was measured.
+    """
+
+    def __init__(self, ctx: FeatureContext, members: int = MEMBERS, **xgb_params: Any) -> None:
         self.ctx = ctx
         self.params = {**DEFAULTS, **xgb_params}
         if not str(self.params["objective"]).startswith("reg:"):
             raise ValueError(f"the predictor regresses log-perplexity: objective must be 'reg:...', not "
                              f"{self.params['objective']!r}")
+        if members < 1:
+            raise ValueError(f"an ensemble needs at least one member, got {members}")
+        self.members = members
         self.meta: dict[str, Any] = {}
-        self.booster: xgb.Booster | None = None
+        self.boosters: list[xgb.Booster] = []
 
     def fit(self, archs: Sequence[Architecture], y: Sequence[float], meta: dict[str, Any] | None = None) -> "Predictor":
         """Train on measured log-perplexities ``y``; ``meta`` (fingerprint, space, ...) is saved alongside."""
         X, y = featurize(archs, self.ctx), np.asarray(y, dtype=np.float64)
         if len(y) != len(X):
             raise ValueError(f"{len(X)} architectures but {len(y)} targets")
-        model = xgb.XGBRegressor(**self.params)
-        model.fit(X, y)
-        self.booster = model.get_booster()
+        seed = self.params["random_state"]
+        self.boosters = []
+        for m in range(self.members):
+            rows = (np.random.default_rng(seed + m).integers(0, len(y), len(y)) if self.members > 1
+                    else np.arange(len(y)))
+            model = xgb.XGBRegressor(**{**self.params, "random_state": seed + m})
+            model.fit(X[rows], y[rows])
+            self.boosters.append(model.get_booster())
         self.meta = dict(meta or {})
         return self
 
@@ -69,28 +87,36 @@ class Predictor:
         """Predicted log-perplexities, [n] float64."""
         return self._predict(featurize(archs, self.ctx))
 
-    def predict_arrays(self, counts: np.ndarray) -> np.ndarray:
-        """``predict`` of count arrays [n, L, 6] (``Architecture.as_array`` rows): what a search queries."""
-        return self._predict(featurize_arrays(counts, self.ctx))
+    def predict_arrays(self, counts: np.ndarray, pessimism: float = 0.0) -> np.ndarray:
+        """``predict`` of count arrays [n, L, 6] (``Architecture.as_array`` rows), what a search queries, plus
+        ``pessimism`` times the members' standard deviation (a search that minimises it keeps to where the
+        predictor has evidence instead of exploiting its errors)."""
+        members = self._members(featurize_arrays(counts, self.ctx))
+        return members.mean(0) + pessimism * members.std(0) if pessimism else members.mean(0)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        if self.booster is None:
+        return self._members(X).mean(0)
+
+    def _members(self, X: np.ndarray) -> np.ndarray:
+        if not self.boosters:
             raise PrunesearchError("the predictor has not been trained")
-        return self.booster.inplace_predict(X).astype(np.float64)
+        return np.stack([b.inplace_predict(X) for b in self.boosters]).astype(np.float64)
 
     def save(self, directory: str | Path) -> None:
         """Write the trees, the feature context and ``predictor.json`` (format, features, shape, meta) at once."""
-        if self.booster is None:
+        if not self.boosters:
             raise PrunesearchError("the predictor has not been trained")
         info = {
             "format": FORMAT,
+            "members": len(self.boosters),
             "features": feature_names(self.ctx),
             "shape": self.ctx.shape.to_dict(),
             "params": self.params,
             "meta": self.meta,
         }
         with atomic_dir(Path(directory)) as tmp:
-            self.booster.save_model(tmp / MODEL_FILE)
+            for m, booster in enumerate(self.boosters):
+                booster.save_model(tmp / _model_file(m))
             self.ctx.save(tmp / CONTEXT_FILE)
             (tmp / META_FILE).write_text(json.dumps(info, indent=1) + "\n")
 
@@ -101,7 +127,7 @@ class Predictor:
         directory = Path(directory)
         if not directory.is_dir():
             raise PrunesearchError(f"no predictor at {directory}")
-        missing = [name for name in (MODEL_FILE, CONTEXT_FILE, META_FILE) if not (directory / name).is_file()]
+        missing = [name for name in (CONTEXT_FILE, META_FILE) if not (directory / name).is_file()]
         if missing:
             raise PrunesearchError(f"predictor at {directory} is incomplete: missing {', '.join(missing)}")
         info = _read_info(directory / META_FILE)
@@ -113,17 +139,28 @@ class Predictor:
                 f"predictor at {directory} was trained on other features than this version computes; retrain it"
             )
         _check_trained_for(info["meta"], fingerprint, space)
-        predictor = cls(ctx, **info["params"])
+        files = ([MODEL_FILE] if info["format"] == FORMATS[0]
+                 else [_model_file(m) for m in range(int(info.get("members", 0)))])
+        missing = [name for name in files if not (directory / name).is_file()]
+        if missing or not files:
+            raise PrunesearchError(f"predictor at {directory} is incomplete: missing {', '.join(missing) or 'trees'}")
+        predictor = cls(ctx, members=len(files), **info["params"])
         predictor.meta = info["meta"]
-        predictor.booster = xgb.Booster({"nthread": predictor.params["n_jobs"] or 0})
-        try:
-            predictor.booster.load_model(directory / MODEL_FILE)
-        except xgb.core.XGBoostError as exc:
-            first_line = str(exc).splitlines()[0]
-            raise PrunesearchError(f"predictor at {directory} is corrupt: {MODEL_FILE}: {first_line}") from None
-        if predictor.booster.num_features() != len(info["features"]):
-            raise PrunesearchError(f"predictor at {directory} is corrupt: its trees expect another feature count")
+        for name in files:
+            booster = xgb.Booster({"nthread": predictor.params["n_jobs"] or 0})
+            try:
+                booster.load_model(directory / name)
+            except xgb.core.XGBoostError as exc:
+                first_line = str(exc).splitlines()[0]
+                raise PrunesearchError(f"predictor at {directory} is corrupt: {name}: {first_line}") from None
+            if booster.num_features() != len(info["features"]):
+                raise PrunesearchError(f"predictor at {directory} is corrupt: its trees expect another feature count")
+            predictor.boosters.append(booster)
         return predictor
+
+
+def _model_file(member: int) -> str:
+    return f"model-{member}.json"
 
 
 def _read_info(path: Path) -> dict[str, Any]:
@@ -131,7 +168,7 @@ def _read_info(path: Path) -> dict[str, Any]:
         info = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PrunesearchError(f"predictor file {path} is corrupt: {exc}") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
+    if not isinstance(info, dict) or info.get("format") not in FORMATS:
         found = info.get("format") if isinstance(info, dict) else None
         raise PrunesearchError(f"predictor file {path} has unknown format {found!r} (expected '{FORMAT}')")
     kinds = {"features": list, "shape": dict, "params": dict, "meta": dict}

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -299,10 +300,11 @@ def verify_round(setup: Setup, predictor: Predictor, budget: float, heuristics: 
     if len(done) >= config.verify:  # a resumed campaign does not redo a round it queued
         return measure_all(setup, [], f"verify {budget:.0%} round {round_ + 1}", progress)
     seeds = search_seeds(setup.store, heuristics, budget, config.band, objective=config.objective)
-    result = search(setup.space, predictor.predict_arrays, budget, seeds, trials=config.trials,
-                    population=config.population, seed=config.seed + round_, slack=config.slack,
-                    top=config.verify * 4,
-                    sampler=optuna_sampler(config.sampler, config.seed + round_, config.population), progress=progress)
+    score = partial(predictor.predict_arrays, pessimism=config.pessimism)
+    sampler = optuna_sampler(config.sampler, config.seed + round_, config.population)
+    result = search(setup.space, score, budget, seeds, trials=config.trials, population=config.population,
+                    seed=config.seed + round_, slack=config.slack, top=config.verify * 4, sampler=sampler,
+                    progress=progress)
     known = setup.store.keys()
     fresh = []
     for candidate in result.candidates:

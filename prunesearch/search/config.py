@@ -23,7 +23,7 @@ class CampaignConfig:
     ``window``, ``data``: the search-time fidelity (validation text only); ``rounds`` of search, each verifying
     ``verify`` new candidates per budget by real measurement; ``trials``: predictor queries per search,
     ``population`` its generation size, ``sampler`` its engine (``evolution``, or an Optuna sampler: ``nsga2``, ``tpe``,
-    ``random``).
+    ``random``), ``pessimism`` the weight of the predictor ensemble's spread added to its mean (0: the mean alone).
     ``units``: whose scores choose which heads, dims and channels a searched width keeps (TransAct's activation
     norms pick markedly better units than the weight-scaled activation score: ppl 98.9 vs 111.3 for the same
     20% counts on SmolLM2 validation text). ``refine_steps``: with TransAct units, the ``refine_top`` best measured
@@ -50,6 +50,7 @@ class CampaignConfig:
     trials: int = 20000
     population: int = 256
     sampler: str = "evolution"
+    pessimism: float = 1.0
     seed: int = 0
     mlp_step: int = 64
     slack: float = 0.005
@@ -81,6 +82,8 @@ class CampaignConfig:
                                    f"got {self.objective!r}")
         if self.objective == "accuracy" and not self.tasks:
             raise PrunesearchError("objective 'accuracy' needs zero-shot tasks: set 'tasks' (e.g. --tasks paper7)")
+        if self.pessimism < 0:
+            raise PrunesearchError(f"campaign setting 'pessimism' must not be negative, got {self.pessimism}")
         if self.sampler not in SAMPLERS:
             raise PrunesearchError(f"campaign setting 'sampler' must be one of {', '.join(SAMPLERS)}, "
                                    f"got {self.sampler!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from prunesearch.space import Architecture, SearchSpace, cost
 
 
 def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 20000, out: Path | None = None,
-                 seed: int = 0, sampler: str = "evolution", progress: bool = True) -> dict[str, Any]:
+                 seed: int = 0, sampler: str = "evolution", pessimism: float = 1.0,
+                 progress: bool = True) -> dict[str, Any]:
     """Search ``directory``'s predictor at ``budget``, seeded with the greedy allocation (from the predictor's own
     sensitivity tables) and an even MLP cut; with ``verify`` > 0, measure the top candidates on the predictor's
     fidelity and keep the best measured one."""
@@ -30,7 +32,7 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
         raise PrunesearchError(f"predictor {directory} is inconsistent: its space and features describe other models")
     seeds = [greedy_allocation(space, sensitivity_of(predictor.ctx), budget),
              space.repair(Architecture.dense(space.shape), budget)]
-    result = search(space, predictor.predict_arrays, budget, seeds, trials=trials, seed=seed, top=max(verify, 1) * 4,
+    result = search(space, partial(predictor.predict_arrays, pessimism=pessimism), budget, seeds, trials=trials, seed=seed, top=max(verify, 1) * 4,
                     sampler=optuna_sampler(sampler, seed), progress=progress)
     best = result.candidates[0]
     predicted = (math.exp(best.predicted) if predictor.meta.get("objective", "ppl") == "ppl"
