@@ -84,13 +84,13 @@ def test_enqueued_priors_are_the_first_trials(sampler):
 
 def test_evolution_beats_optunas_samplers_at_equal_queries():
     """What the vectorised engine is for: at the same number of predictor queries it finds a better optimum of
-    the stand-in predictor than NSGA-II, and it makes thousands of queries per second."""
+    the stand-in predictor than NSGA-II, and it makes queries an order of magnitude faster (thousands per second)."""
     seeds = [SPACE.repair(Architecture.dense(SMOLLM2), 0.2)]
     evolved = search(SPACE, additive_score, 0.2, seeds, trials=512, population=32, progress=False)
     nsga = search(SPACE, additive_score, 0.2, seeds, trials=512, population=32, progress=False,
                   sampler=optuna.samplers.NSGAIISampler(population_size=32, seed=0))
     assert evolved.candidates[0].predicted < nsga.candidates[0].predicted
-    assert evolved.queries_per_second > 1000
+    assert evolved.queries_per_second > 10 * nsga.queries_per_second  # ~2,000/s vs ~45/s here
 
 
 def test_decoder_round_trips_an_architecture_on_budget():
