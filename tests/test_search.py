@@ -185,6 +185,8 @@ def test_reuse_search_needs_no_model_and_stays_on_budget(finished, tmp_path):
     assert result["removed"] == pytest.approx(cost(arch).removed)
     with pytest.raises(BudgetError):
         reuse_search(run_dir / "predictor", 0.99, trials=16, progress=False)
+    with pytest.raises(PrunesearchError, match="pessimism must not be negative"):
+        reuse_search(run_dir / "predictor", 0.3, trials=16, pessimism=-1.0, progress=False)
 
 
 def test_predictor_refuses_a_foreign_model(finished):

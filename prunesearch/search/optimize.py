@@ -75,7 +75,8 @@ class Decoder:
         grid = np.meshgrid(*(np.union1d(options, 0) for options in self.options[:4]), indexing="ij")
         self.tables.blocks(*grid, np.zeros_like(grid[0]))  # tabulates every attention the grid can reach, once
         self.attention, self.mlp = self.tables.attention[..., 0], self.tables.mlp[:, 0]
-        self.block = float(self.params(Architecture.dense(space.shape).as_array()[None])[0] - self.tables.fixed_params) / L
+        dense = Architecture.dense(space.shape).as_array()[None]
+        self.block = float(self.params(dense)[0] - self.tables.fixed_params) / L
 
     def params(self, counts: np.ndarray) -> np.ndarray:
         """[n] parameter counts of count arrays [n, L, 6] (the cost model's figures, tabulated)."""
@@ -88,7 +89,8 @@ class Decoder:
             kept = 1 - np.minimum(strength[:, None] * cuts[..., j], 1.0)
             widths.append(options[np.rint(kept * (len(options) - 1)).astype(np.intp)])
         kv, qpk, qk, v, mlp = widths
-        mlp = np.where((kv == 0) & (mlp == 0) & ~self.removable, self.options[4][min(1, len(self.options[4]) - 1)], mlp)
+        smallest = self.options[4][min(1, len(self.options[4]) - 1)]
+        mlp = np.where((kv == 0) & (mlp == 0) & ~self.removable, smallest, mlp)
         kept = keep & ((kv > 0) | (mlp > 0))
         attention = kept & (kv > 0)
         return np.stack([kept, kv * attention, qpk * attention, qk * attention, v * attention, mlp * kept],
@@ -114,8 +116,9 @@ class Decoder:
             mlp = counts[short, :, 5]
             room = counts[short, :, 0].astype(bool) & (mlp < grid[-1])
             layer = np.where(room, mlp, np.iinfo(np.int64).max).argmin(1)
+            rows = np.arange(len(short))
             grown = counts[short].copy()
-            grown[np.arange(len(short)), layer, 5] = grid[np.searchsorted(grid, mlp[np.arange(len(short)), layer], "right").clip(max=len(grid) - 1)]
+            grown[rows, layer, 5] = grid[np.searchsorted(grid, mlp[rows, layer], "right").clip(max=len(grid) - 1)]
             accept = room.any(1) & (self.params(grown) <= self.high)
             if not accept.any():
                 break
@@ -207,12 +210,14 @@ class _Archive:
 
     def __init__(self) -> None:
         self.scores: dict[bytes, tuple[float, np.ndarray]] = {}
+        self.lowest = float("inf")
 
     def add(self, counts: np.ndarray, values: np.ndarray) -> None:
         for row, value in zip(counts, values):
             key = row.tobytes()
             if key not in self.scores or value < self.scores[key][0]:
                 self.scores[key] = (float(value), row)
+        self.lowest = min(self.lowest, float(np.min(values, initial=np.inf)))
 
     def best(self, top: int) -> list[tuple[float, np.ndarray]]:
         return sorted(self.scores.values(), key=lambda item: item[0])[:top]
@@ -231,7 +236,8 @@ def search(space: SearchSpace, score: Scorer, budget: float, seeds: Sequence[Arc
     start = time.perf_counter()
     with tqdm(total=trials, desc=f"search @ {budget:.0%}", disable=not progress, leave=False) as bar:
         if sampler is None:
-            done = _evolve(decoder, score, genomes, trials, population, np.random.default_rng(seed), archive, study, bar)
+            rng = np.random.default_rng(seed)
+            done = _evolve(decoder, score, genomes, trials, population, rng, archive, study, bar)
         else:
             done = _ask_tell(decoder, score, genomes, trials, population, archive, study, bar)
     seconds = time.perf_counter() - start
@@ -250,7 +256,7 @@ def _record(study: optuna.Study, decoder: Decoder, keep: np.ndarray, cuts: np.nd
 
 def _progress(bar: tqdm, n: int, archive: _Archive) -> None:
     bar.update(n)
-    bar.set_postfix(best=f"{archive.best(1)[0][0]:.3f}")
+    bar.set_postfix(best=f"{archive.lowest:.3f}")
 
 
 def _random_genomes(decoder: Decoder, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +267,8 @@ def _random_genomes(decoder: Decoder, n: int, rng: np.random.Generator) -> tuple
     return keep, cuts
 
 
-def _mutate(decoder: Decoder, keep: np.ndarray, cuts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _mutate(decoder: Decoder, keep: np.ndarray, cuts: np.ndarray,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     step = (rng.random(cuts.shape) < MUTATE_CUT) * rng.normal(0, MUTATE_SIGMA, cuts.shape)
     flip = (rng.random(keep.shape) < MUTATE_KEEP) & decoder.removable
     return keep ^ flip, np.clip(cuts + step, 0.0, 1.0)

@@ -28,11 +28,14 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
     predictor = Predictor.load(directory)
     space = SearchSpace.from_dict(predictor.meta["space"])
     space.check_budget(budget)
+    if pessimism < 0:
+        raise PrunesearchError(f"pessimism must not be negative, got {pessimism}")
     if space.shape != predictor.ctx.shape:
         raise PrunesearchError(f"predictor {directory} is inconsistent: its space and features describe other models")
     seeds = [greedy_allocation(space, sensitivity_of(predictor.ctx), budget),
              space.repair(Architecture.dense(space.shape), budget)]
-    result = search(space, partial(predictor.predict_arrays, pessimism=pessimism), budget, seeds, trials=trials, seed=seed, top=max(verify, 1) * 4,
+    score = partial(predictor.predict_arrays, pessimism=pessimism)
+    result = search(space, score, budget, seeds, trials=trials, seed=seed, top=max(verify, 1) * 4,
                     sampler=optuna_sampler(sampler, seed), progress=progress)
     best = result.candidates[0]
     predicted = (math.exp(best.predicted) if predictor.meta.get("objective", "ppl") == "ppl"
