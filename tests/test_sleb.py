@@ -98,6 +98,32 @@ def test_reuse_and_naive_agree_when_the_last_block_is_removable():
     assert sleb_order(model, ids, 5, reuse=True, **kwargs) == sleb_order(model, ids, 5, reuse=False, **kwargs)
 
 
+def test_a_shortlist_covering_every_candidate_is_the_exact_rule():
+    model, ids = six_blocks(seed=3), windows(count=4)
+    exact = sleb_order(model, ids, 4, progress=False, batch_size=2)
+    assert sleb_order(model, ids, 4, progress=False, batch_size=2, shortlist=4) == exact
+
+
+def test_a_shortlist_runs_fewer_blocks_and_still_finds_a_planted_block(monkeypatch):
+    model = six_blocks()
+    plant_identity(model, 3)
+    ids = sampled_windows(model)
+    calls = []
+    real = BlockRunner.block
+
+    def counting(self, index, states, part=sleb_module.ALL):
+        calls.append(len(states))
+        return real(self, index, states, part)
+
+    monkeypatch.setattr(BlockRunner, "block", counting)
+    assert sleb_order(model, ids, 1, progress=False, shortlist=1) == [3]
+    screened, calls[:] = sum(calls), []
+    assert sleb_order(model, ids, 1, progress=False, batch_size=len(ids) // 2) == [3]
+    assert screened < sum(calls)
+    with pytest.raises(ValueError, match="shortlist"):
+        sleb_order(model, ids, 1, progress=False, shortlist=-1)
+
+
 @pytest.mark.parametrize("planted", [1, 2, 3, 4])
 def test_a_planted_identity_block_is_removed_first(planted):
     model = six_blocks()
