@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import WINDOWS, tiny_model
+from conftest import WINDOWS, tiny_model, word_tokenizer
+from prunesearch.pruners import greedy as greedy_module
 from prunesearch.pruners import collect
-from prunesearch.pruners.greedy import greedy_allocation, mlp_step_params, remeasured_greedy
+from prunesearch.pruners.greedy import greedy, greedy_allocation, mlp_step_params, remeasured_greedy
 from prunesearch.pruners.masking import mask_model
 from prunesearch.pruners.scores import activation_scores
 from prunesearch.pruners.selection import select_units
@@ -77,8 +79,30 @@ def test_remeasured_greedy_keeps_protected_blocks_and_names_its_units(setting):
     model, shape, scores = setting
     space = SearchSpace(shape, mlp_step=8, protected=(0, shape.num_layers - 1))
     dense = probe(model, scores, WINDOWS, SPEC, progress=False)
-    arch = remeasured_greedy(model, scores, WINDOWS, space, 0.3, dense, stages=2, spec=SPEC, progress=False)
+    arch, last = remeasured_greedy(model, scores, WINDOWS, space, 0.3, dense, stages=2, spec=SPEC, progress=False)
     assert arch.has_indices and arch.meta["stages"] == 2
     assert arch.layers[0].keep and arch.layers[-1].keep
     assert cost(arch).removed >= 0.3
-    assert remeasured_greedy(model, scores, WINDOWS, space, 0.3, dense, 2, SPEC, False).to_dict() == arch.to_dict()
+    again, probed = remeasured_greedy(model, scores, WINDOWS, space, 0.3, dense, 2, SPEC, False)
+    assert again.to_dict() == arch.to_dict()
+    half = select_units(greedy_allocation(space, dense, 0.15), scores)
+    assert np.array_equal(probed.mlp, last.mlp)
+    assert np.allclose(last.mlp, probe(model, scores, WINDOWS, SPEC, progress=False, base=half).mlp)
+    assert not np.allclose(last.mlp, dense.mlp)
+
+
+def test_greedy_caches_its_architecture_and_last_probe(setting, monkeypatch):
+    model, shape, scores = setting
+    space = SearchSpace(shape, mlp_step=8, protected=(0, shape.num_layers - 1))
+    dense = probe(model, scores, WINDOWS, SPEC, progress=False)
+    monkeypatch.setattr(greedy_module, "token_ids", lambda _tok, _data: WINDOWS.reshape(-1))
+    runs = []
+    real = greedy_module.remeasured_greedy
+    monkeypatch.setattr(greedy_module, "remeasured_greedy", lambda *a, **k: runs.append(1) or real(*a, **k))
+    first = greedy(model, word_tokenizer(), "fp", scores, "scores", space, 0.3, dense, 2, SPEC, progress=False)
+    again = greedy(model, word_tokenizer(), "fp", scores, "scores", space, 0.3, dense, 2, SPEC, progress=False)
+    assert runs == [1]
+    assert again[0].to_dict() == first[0].to_dict()
+    assert np.array_equal(again[1].mlp, first[1].mlp) and np.array_equal(again[1].block, first[1].block)
+    one_stage = greedy(model, word_tokenizer(), "fp", scores, "scores", space, 0.3, dense, 1, SPEC, progress=False)
+    assert one_stage[1] is dense

@@ -133,6 +133,8 @@ def test_campaign_writes_best_predictor_and_report(finished):
     names = [row["name"] for row in summary["comparison"]]
     assert names[0] == "dense" and "greedy 20%" in names and "transact 20%" in names
     assert summary["pairs"] >= config.pairs
+    tables = Predictor.load(run_dir / "predictor").ctx.tables
+    assert {"sensitivity/mlp", "probed20/mlp", "probed20/kv"} <= set(tables)
     samplers = {p.sampler for p in PairStore(default_storage(run_dir), config.campaign).pairs()}
     assert {"prior", "random", "search"} <= samplers
 
