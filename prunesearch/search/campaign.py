@@ -267,17 +267,25 @@ def final_study(campaign: str) -> str:
     return f"{campaign}/final"
 
 
-def finalists(setup: Setup, budget: float, progress: bool = True) -> list[tuple[Pair, Pair | None]]:
-    """The ``final_top`` best pairs at ``budget``, each with its measurement on ``final_tokens`` of validation text
-    (None without a final step), best first by that longer read.
+def finalists(setup: Setup, budget: float, progress: bool = True,
+              contenders: Iterable[Architecture] = ()) -> list[tuple[Pair, Pair | None]]:
+    """The ``final_top`` best pairs at ``budget`` and the measured pairs of ``contenders`` (the greedy seed), each
+    with its measurement on ``final_tokens`` of validation text (None without a final step), best first by that
+    longer read.
 
     A few thousand tokens rank hundreds of pairs well enough to fit and search, but picking one winner among
-    near-ties on them favours whichever the short text happens to flatter (the winner's curse). Reading the
-    finalists on more text of the same splits corrects that at the cost of ``final_top`` evaluations."""
+    near-ties on them favours whichever the short text happens to flatter (the winner's curse): a search of
+    thousands of queries finds what those tokens favour. Reading the finalists on more text of the same splits
+    corrects that at the cost of ``final_top`` evaluations, and reading the seed the search has to beat beside them
+    keeps a proposal from winning on the short text alone."""
     config = setup.config
     top = best_pairs(setup.store, budget, config.slack, max(config.final_top, 1), config.objective)
     if setup.finals is None or not top:
         return [(pair, None) for pair in top[:1]]
+    chosen = {p.arch.key(units=True) for p in top}
+    wanted = {a.key(units=True) for a in contenders} - chosen
+    top += distinct(p for p in setup.store.pairs() if p.arch.key(units=True) in wanted
+                    and budget - 1e-9 <= p.record["removed"] <= budget + max(config.slack, 0.01))
     for pair in top:
         setup.finals.enqueue(_tagged(pair.arch, trial=pair.number), pair.sampler)
     work(setup.finals, setup.loaded, config.final_fidelity(), progress=progress, desc=f"finalists {budget:.0%}")
@@ -360,7 +368,7 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
     setup.seconds["final fit"] = time.perf_counter() - step
     best, best_archs = {}, {}
     step = time.perf_counter()
-    winners = {budget: finalists(setup, budget, progress) for budget in config.budgets}
+    winners = {budget: finalists(setup, budget, progress, [seeds[budget]["greedy"]]) for budget in config.budgets}
     setup.seconds["finalists"] = time.perf_counter() - step
     for budget in config.budgets:
         if not winners[budget]:
