@@ -32,7 +32,7 @@ def main() -> None:
     from prunesearch.pruners import CalibrationSpec
     from prunesearch.pruners.greedy import greedy
     from prunesearch.pruners.priors import compute_priors
-    from prunesearch.search.campaign import scores_key, sensitivity_of, training_data
+    from prunesearch.search.campaign import feature_context, scores_key, sensitivity_of, training_data
     from prunesearch.space import SearchSpace
 
     config = json.loads((args.run / "config.json").read_text())
@@ -40,19 +40,16 @@ def main() -> None:
     store = PairStore(default_storage(args.run), config["name"] or args.run.name)
     archs, y, removed, _ = training_data(store, config["objective"])
     meta = saved.meta
-    base = saved.ctx
-    base = FeatureContext(base.shape, {k: v for k, v in base.tables.items() if not k.startswith("probed")},
-                          {k: v for k, v in base.block.items() if not k.startswith("probed")})
+    dense = sensitivity_of(saved.ctx)
     loaded = load_model(meta["model"])
     calibration = CalibrationSpec(**meta["calibration"])
-    scores = compute_priors(loaded, calibration).unit[meta["units"]]
+    priors = compute_priors(loaded, calibration)
     space = SearchSpace.from_dict(meta["space"])
-    _, probed = greedy(loaded.model, loaded.tokenizer, loaded.fingerprint, scores,
+    _, probed = greedy(loaded.model, loaded.tokenizer, loaded.fingerprint, priors.unit[meta["units"]],
                        scores_key(calibration, loaded.fingerprint, meta["units"]), space, args.probe_budget,
-                       sensitivity_of(base), args.stages)
-    name = f"probed{round(args.probe_budget * 100)}"
-    richer = FeatureContext(base.shape, {**base.tables, f"{name}/mlp": probed.mlp, f"{name}/kv": probed.attn},
-                            {**base.block, name: probed.block})
+                       dense, args.stages)
+    base = feature_context(priors, dense, space.shape)
+    richer = feature_context(priors, dense, space.shape, {args.probe_budget: probed})
 
     def scored(ctx: FeatureContext, members: int, seeds: tuple[int, ...]) -> dict:
         runs = []

@@ -16,7 +16,7 @@ After a removal the cache is refreshed from the removed block on. Memory: blocks
 the same batched operations, so they score identically. Per candidate the lm_head costs about as much as eight
 SmolLM2 blocks in either path, which caps the saving: reuse does ~0.63x the naive block-equivalents for 4 removals.
 The default spec also screens each step's candidates on half the windows and finishes only the best four on the
-other half (``shortlist``), which costs ~0.57x; the block a step removes is the exact rule's unless the exact
+other half (``shortlist``), which took 0.50x the time on SmolLM2-135M (405 s vs 808 s for 8 removals); the block a step removes is the exact rule's unless the exact
 winner ranked below fourth on the first half (on SmolLM2-135M the orders agree: BENCHMARKS.md).
 
 Calibration differs from the reference code, which joins 128 shuffled WikiText-2 *rows* and cuts 2048-token
@@ -53,7 +53,8 @@ class SlebSpec:
 
     ``protected`` lists blocks that are never removed; None means the first and the last block, as in the paper.
     ``shortlist``: candidates finished on the second half of the windows after screening on the first (see
-    ``sleb_order``; 0 for the exact rule). ``batch_size`` only trades memory (its logits are batch x length x vocab floats) for speed.
+    ``sleb_order``; 0 for the exact rule). ``batch_size`` only trades memory (its logits are batch x length x
+    vocab floats) for speed.
     """
 
     data: str = "ptb-train"
