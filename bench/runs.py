@@ -1,0 +1,91 @@
+"""A finished campaign read back for the benches that refit or re-probe on its pairs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass
+class RunPairs:
+    """The run's config, its saved predictor, and its distinct pairs (architectures, targets, fraction removed)."""
+
+    config: dict[str, Any]
+    predictor: Any
+    archs: list
+    y: np.ndarray
+    removed: np.ndarray
+
+
+def run_pairs(run: Path) -> RunPairs:
+    from prunesearch.evaluate.store import PairStore, default_storage
+    from prunesearch.predictor import Predictor
+    from prunesearch.search.campaign import training_data
+
+    config = json.loads((run / "config.json").read_text())
+    saved = Predictor.load(run / "predictor")
+    store = PairStore(default_storage(run), config["name"] or run.name)
+    archs, y, removed, _ = training_data(store, config["objective"])
+    return RunPairs(config, saved, archs, y, removed)
+
+
+@dataclass
+class RunModel:
+    """What the run's predictor was built from on the model side: the model, its priors, space, unit scores (and
+    their cache key) and the dense sensitivity tables."""
+
+    loaded: Any
+    priors: Any
+    space: Any
+    dense: Any
+    scores: Any
+    scores_key: str
+
+
+def run_model(pairs: RunPairs) -> RunModel:
+    from prunesearch.models import load_model
+    from prunesearch.pruners import CalibrationSpec
+    from prunesearch.pruners.priors import compute_priors
+    from prunesearch.search.campaign import scores_key, sensitivity_of
+    from prunesearch.space import SearchSpace
+
+    meta = pairs.predictor.meta
+    loaded = load_model(meta["model"])
+    calibration = CalibrationSpec(**meta["calibration"])
+    priors = compute_priors(loaded, calibration)
+    return RunModel(loaded, priors, SearchSpace.from_dict(meta["space"]), sensitivity_of(pairs.predictor.ctx),
+                    priors.unit[meta["units"]], scores_key(calibration, loaded.fingerprint, meta["units"]))
+
+
+def out_of_fold(pairs: RunPairs, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], seeds: tuple[int, ...],
+                metrics: tuple[str, ...] = ("kendall_tau", "spearman", "precision_at_top")) -> dict[str, float]:
+    """5-fold rank quality of ``fit_predict(train_rows, test_rows) -> predictions``, over all pairs and within the
+    run's band around each budget, averaged over the fold ``seeds``."""
+    from sklearn.model_selection import KFold
+
+    from prunesearch.predictor import rank_report
+
+    config, y = pairs.config, pairs.y
+    runs = []
+    for seed in seeds:
+        predicted = np.empty_like(y)
+        for train, test in KFold(5, shuffle=True, random_state=seed).split(y):
+            predicted[test] = fit_predict(train, test)
+        runs.append({str(b): rank_report(y, predicted, pairs.removed, b, config["band"]) for b in config["budgets"]})
+    return {f"{b} {subset} {metric}": float(np.mean([r[str(b)][subset][metric] for r in runs]))
+            for b in config["budgets"] for subset in ("all", "band") for metric in metrics}
+
+
+def predictor_fit(pairs: RunPairs, ctx: Any, members: int = 5) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``fit_predict`` for ``out_of_fold``: the project's predictor on feature context ``ctx``."""
+    from prunesearch.predictor import Predictor
+
+    def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        model = Predictor(ctx, members=members).fit([pairs.archs[i] for i in train], pairs.y[train])
+        return model.predict([pairs.archs[i] for i in test])
+
+    return fit_predict
