@@ -25,14 +25,11 @@ def main() -> None:
     parser.add_argument("--save", type=Path)
     args = parser.parse_args()
 
-    from prunesearch.evaluate.store import PairStore, default_storage
     from prunesearch.predictor import Predictor, rank_report
-    from prunesearch.search.campaign import training_data
+    from runs import run_pairs
 
-    config = json.loads((args.run / "config.json").read_text())
-    saved = Predictor.load(args.run / "predictor")
-    store = PairStore(default_storage(args.run), config["name"] or args.run.name)
-    archs, y, removed, _ = training_data(store, config["objective"])
+    run = run_pairs(args.run)
+    config, saved, archs, y, removed = run.config, run.predictor, run.archs, run.y, run.removed
     results = {"run": str(args.run), "pairs": len(y), "members": {}}
     for members in (1, 5):
         start = time.perf_counter()

@@ -27,22 +27,19 @@ def main() -> None:
 
     from prunesearch.data import eval_windows, token_ids
     from prunesearch.evaluate.perplexity import perplexity
-    from prunesearch.evaluate.store import Fidelity, PairStore, default_storage
+    from prunesearch.evaluate.store import Fidelity
     from prunesearch.models import load_model
-    from prunesearch.predictor import Predictor
     from prunesearch.predictor.metrics import kendall_tau
     from prunesearch.pruners import materialize
-    from prunesearch.search.campaign import training_data
+    from runs import predictor_fit, run_pairs
 
-    config = json.loads((args.run / "config.json").read_text())
-    saved = Predictor.load(args.run / "predictor")
-    store = PairStore(default_storage(args.run), config["name"] or args.run.name)
+    run = run_pairs(args.run)
+    config, store, archs, y, removed = run.config, run.store, run.archs, run.y, run.removed
     fidelity = Fidelity.from_dict(store.meta["fidelity"])
-    archs, y, removed, _ = training_data(store, config["objective"])
+    fit_predict = predictor_fit(run, run.predictor.ctx)
     predicted = np.empty_like(y)
     for train, test in KFold(5, shuffle=True, random_state=config["seed"]).split(y):
-        model = Predictor(saved.ctx).fit([archs[i] for i in train], y[train])
-        predicted[test] = model.predict([archs[i] for i in test])
+        predicted[test] = fit_predict(train, test)
     band = np.flatnonzero(np.abs(removed - args.budget) <= config["band"])
     pick = np.random.default_rng(0).choice(band, min(args.count, len(band)), replace=False)
     loaded = load_model(store.meta["model"])

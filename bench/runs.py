@@ -12,10 +12,12 @@ import numpy as np
 
 @dataclass
 class RunPairs:
-    """The run's config, its saved predictor, and its distinct pairs (architectures, targets, fraction removed)."""
+    """The run's config, its saved predictor, its pair store, and its distinct pairs (architectures, targets,
+    fraction removed)."""
 
     config: dict[str, Any]
     predictor: Any
+    store: Any
     archs: list
     y: np.ndarray
     removed: np.ndarray
@@ -30,7 +32,7 @@ def run_pairs(run: Path) -> RunPairs:
     saved = Predictor.load(run / "predictor")
     store = PairStore(default_storage(run), config["name"] or run.name)
     archs, y, removed, _ = training_data(store, config["objective"])
-    return RunPairs(config, saved, archs, y, removed)
+    return RunPairs(config, saved, store, archs, y, removed)
 
 
 @dataclass

@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from prunesearch.evaluate import measure
-    from prunesearch.evaluate.store import Fidelity, PairStore, default_storage
+    from prunesearch.evaluate.store import Fidelity
     from prunesearch.models import load_model
     from prunesearch.predictor import Predictor
     from prunesearch.pruners import CalibrationSpec, select_units
@@ -40,10 +40,10 @@ def main() -> None:
     from prunesearch.search.campaign import REFINED, distinct, sensitivity_of
     from prunesearch.search.optimize import search
     from prunesearch.space import SearchSpace
+    from runs import run_pairs
 
-    config = json.loads((args.run / "config.json").read_text())
-    saved = Predictor.load(args.run / "predictor")
-    store = PairStore(default_storage(args.run), config["name"] or args.run.name)
+    run = run_pairs(args.run)
+    config, saved, store = run.config, run.predictor, run.store
     key = f"ppl_{args.split}"
     pairs = sorted(distinct(p for p in store.pairs() if p.sampler != REFINED), key=lambda p: p.arch.key(units=True))
     y = np.array([math.log(p.record[key]) for p in pairs])

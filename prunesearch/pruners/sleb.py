@@ -16,8 +16,9 @@ After a removal the cache is refreshed from the removed block on. Memory: blocks
 the same batched operations, so they score identically. Per candidate the lm_head costs about as much as eight
 SmolLM2 blocks in either path, which caps the saving: reuse does ~0.63x the naive block-equivalents for 4 removals.
 The default spec also screens each step's candidates on half the windows and finishes only the best four on the
-other half (``shortlist``), which took 0.50x the time on SmolLM2-135M (405 s vs 808 s for 8 removals); the block a step removes is the exact rule's unless the exact
-winner ranked below fourth on the first half (on SmolLM2-135M the orders agree: BENCHMARKS.md).
+other half (``shortlist``), which took 0.50x the time on SmolLM2-135M (405 s vs 808 s for 8 removals); the block
+a step removes is the exact rule's unless the exact winner ranked below fourth on the first half (on SmolLM2-135M
+the orders agree: BENCHMARKS.md).
 
 Calibration differs from the reference code, which joins 128 shuffled WikiText-2 *rows* and cuts 2048-token
 windows from them (a few windows, a few thousand tokens). WikiText-2 is not installable here and a 2048-token

@@ -255,11 +255,14 @@ def search_seeds(store: PairStore | None, heuristics: list[Architecture], budget
     return seeds
 
 
+def eligible_pairs(store: PairStore, budget: float, slack: float) -> list[Pair]:
+    """The distinct measured architectures that remove at least ``budget`` (at most 1% more)."""
+    return distinct(p for p in store.pairs() if budget - 1e-9 <= p.record["removed"] <= budget + max(slack, 0.01))
+
+
 def best_pairs(store: PairStore, budget: float, slack: float, count: int = 1, objective: str = "ppl") -> list[Pair]:
-    """The ``count`` lowest measured losses among distinct architectures that remove at least ``budget`` (at most 1%
-    more)."""
-    eligible = distinct(p for p in store.pairs() if budget - 1e-9 <= p.record["removed"] <= budget + max(slack, 0.01))
-    return sorted(eligible, key=lambda p: p.loss(objective))[:count]
+    """The ``count`` lowest measured losses among ``eligible_pairs``."""
+    return sorted(eligible_pairs(store, budget, slack), key=lambda p: p.loss(objective))[:count]
 
 
 def final_study(campaign: str) -> str:
@@ -284,8 +287,7 @@ def finalists(setup: Setup, budget: float, progress: bool = True,
         return [(pair, None) for pair in top[:1]]
     chosen = {p.arch.key(units=True) for p in top}
     wanted = {a.key(units=True) for a in contenders} - chosen
-    top += distinct(p for p in setup.store.pairs() if p.arch.key(units=True) in wanted
-                    and budget - 1e-9 <= p.record["removed"] <= budget + max(config.slack, 0.01))
+    top += [p for p in eligible_pairs(setup.store, budget, config.slack) if p.arch.key(units=True) in wanted]
     for pair in top:
         setup.finals.enqueue(_tagged(pair.arch, trial=pair.number), pair.sampler)
     work(setup.finals, setup.loaded, config.final_fidelity(), progress=progress, desc=f"finalists {budget:.0%}")
