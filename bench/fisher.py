@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prunesearch.pruners.materialize import unit_rows
+
 
 def mask_gradients(model, windows: torch.Tensor) -> np.ndarray:
     """[N, U] loss gradients of each window w.r.t. every unit mask (layer-major: mlp [I], o [H*D], k [KV*D])."""
@@ -63,29 +65,22 @@ def mask_gradients(model, windows: torch.Tensor) -> np.ndarray:
 
 
 def removal(arch, shape) -> np.ndarray:
-    """[U] 1 where ``arch`` (with unit indices) removes a mask variable, in ``mask_gradients``' layout."""
-    I, H, KV, D, gs = shape.intermediate_size, shape.num_heads, shape.num_kv_heads, shape.head_dim, shape.group_size
-    half = D // 2
-    per_layer = I + H * D + KV * D
-    r = np.zeros(shape.num_layers * per_layer, np.float32)
-    for i, layer in enumerate(arch.layers):
-        mlp = np.ones(I, np.float32)
-        o = np.ones(H * D, np.float32)
-        k = np.zeros(KV * D, np.float32)
+    """[U] 1 where ``arch`` (with unit indices) removes a mask variable, in ``mask_gradients``' layout: the MLP
+    channels and o_proj columns the materializer drops, and the key dims it drops from the groups it keeps (a
+    dropped group's o_proj columns already remove it)."""
+    I, H, KV, D = shape.intermediate_size, shape.num_heads, shape.num_kv_heads, shape.head_dim
+    layers = []
+    for layer in arch.layers:
+        mlp, o, k = np.ones(I, np.float32), np.ones(H * D, np.float32), np.zeros(KV * D, np.float32)
         if layer.keep:
-            mlp[list(layer.mlp_idx)] = 0
-            if layer.has_attention:
-                for g, group in enumerate(layer.kv_idx):
-                    dims = list(layer.v_idx[g])
-                    for q in layer.q_idx[g]:
-                        head = group * gs + q
-                        o[[head * D + x for x in dims]] = 0
-                    lost = sorted(set(range(half)) - set(layer.qk_idx[g]))
-                    k[[group * D + f for f in lost] + [group * D + f + half for f in lost]] = 1
-            if not layer.has_mlp:
-                mlp[:] = 1
-        r[i * per_layer:(i + 1) * per_layer] = np.concatenate([mlp, o, k])
-    return r
+            rows = unit_rows(shape, layer)
+            mlp[rows["mlp"].numpy()] = 0
+            o[rows["o"].numpy()] = 0
+            for group in layer.kv_idx:
+                k[group * D:(group + 1) * D] = 1
+            k[rows["k"].numpy()] = 0
+        layers.append(np.concatenate([mlp, o, k]))
+    return np.concatenate(layers)
 
 
 def estimates(G: np.ndarray, R: np.ndarray, layers: int) -> dict[str, np.ndarray]:
