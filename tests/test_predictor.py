@@ -7,6 +7,7 @@ architectures keep (computed through ``select_units``, independently of the feat
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from prunesearch.predictor import (
     held_out_by_group,
     kendall_tau,
     learning_curve,
+    monotone_signs,
     precision_at_top,
     rank_report,
     spearman,
@@ -185,6 +187,21 @@ def test_kv_tables_scale_by_query_heads_toward_no_attention(ctx):
     np.testing.assert_allclose(got, list(cases.values()), atol=1e-6)
 
 
+def test_monotone_signs_follow_what_each_feature_means(ctx):
+    """Down in what is kept and in score mass, up in measured loss and a removed block's measured loss; a prior's
+    redundancy and a loss table's "mass lost" are free."""
+    loss = np.linspace(1, 0, SHAPE.intermediate_size + 1)[None].repeat(SHAPE.num_layers, 0)
+    measured = FeatureContext(SHAPE, {**ctx.tables, "measured/mlp": loss},
+                              {**ctx.block, "measured": np.ones(SHAPE.num_layers)})
+    signs = dict(zip(feature_names(measured), monotone_signs(measured)))
+    assert len(signs) == len(monotone_signs(measured))
+    expected = {"keep[0]": -1, "mlp[3]": -1, "sum:q_per_kv": -1, "bip/kv[1]": -1, "sum:transact/qk": -1,
+                "measured/mlp[2]": 1, "sum:measured/mlp": 1, "block:measured[4]": 1, "block:sleb[4]": 0,
+                "sum:block:mi": 0, "lost:bip": 1, "lost:measured": 0, "cost:removed": 1, "cost:flops": -1,
+                "cost:kv_bytes": -1, "cost:no_mlp": 1}
+    assert {name: signs[name] for name in expected} == expected
+
+
 def test_context_validates_and_roundtrips(ctx, archs, tmp_path):
     with pytest.raises(PrunesearchError, match="shape"):
         FeatureContext(SHAPE, {"measured/mlp": np.zeros((SHAPE.num_layers, 9))})
@@ -253,6 +270,22 @@ def test_fitting_is_deterministic(ctx, archs, target):
     a = Predictor(ctx, **FAST).fit(archs[:100], target[:100]).predict(archs[200:])
     b = Predictor(ctx, **FAST).fit(archs[:100], target[:100]).predict(archs[200:])
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_bigger_architecture_is_never_predicted_worse(fitted, ctx, archs, target):
+    """The monotone constraints: adding MLP channels to one layer of a held-out architecture never raises its
+    predicted log-perplexity (an unconstrained fit on the same pairs is free to)."""
+    grown, base = [], []
+    for arch in archs[200:]:
+        for i, layer in enumerate(arch.layers):
+            if layer.has_mlp and layer.mlp < SHAPE.intermediate_size:
+                layers = list(arch.layers)
+                layers[i] = replace(layer.counts(), mlp=min(SHAPE.intermediate_size, layer.mlp + 16))
+                grown.append(Architecture(SHAPE, tuple(layers)))
+                base.append(arch)
+    assert len(grown) > 300
+    assert (fitted.predict(grown) <= fitted.predict(base) + 1e-6).all()
+    assert "monotone_constraints" not in Predictor(ctx, monotone=False).params
 
 
 def test_ranking_objectives_are_refused(ctx):

@@ -1,7 +1,7 @@
 """The surrogate a search queries instead of measuring: architecture features -> predicted log-perplexity."""
 
 from prunesearch.predictor.context import FeatureContext
-from prunesearch.predictor.features import feature_names, featurize
+from prunesearch.predictor.features import feature_names, featurize, monotone_signs
 from prunesearch.predictor.metrics import kendall_tau, precision_at_top, rank_report, spearman
 from prunesearch.predictor.model import Predictor
 from prunesearch.predictor.validation import cross_validate, held_out_by_group, learning_curve
@@ -15,6 +15,7 @@ __all__ = [
     "held_out_by_group",
     "kendall_tau",
     "learning_curve",
+    "monotone_signs",
     "precision_at_top",
     "rank_report",
     "spearman",

@@ -16,6 +16,8 @@ lookup in the context's cumulative tables (unit indices an architecture may carr
   q/k pairs: half the attention each);
 - ``cost:removed``, ``cost:flops``, ``cost:kv_bytes``: fraction of parameters removed, FLOPs and KV-cache ratios
   to dense (``prunesearch.space.cost``); ``cost:no_attention``, ``cost:no_mlp``: layers without them.
+
+``monotone_signs`` says which way each column must move the perplexity, for the trees' monotone constraints.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from prunesearch.space import Architecture, ModelShape
 
 STRUCTURE = ("keep", "kv", "q_per_kv", "qk", "v", "mlp")
 """Per-layer count families, in the row order of the count array."""
+COST_SIGNS = {"cost:removed": 1, "cost:flops": -1, "cost:kv_bytes": -1, "cost:no_attention": 1, "cost:no_mlp": 1}
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,33 @@ def feature_names(ctx: FeatureContext) -> list[str]:
     per_layer = [f"{family}[{i}]" for family in families for i in range(ctx.shape.num_layers)]
     lost = [f"lost:{s}" for s in _layout(ctx).sources]
     return per_layer + [f"sum:{f}" for f in families] + lost + list(COST)
+
+
+def monotone_signs(ctx: FeatureContext) -> list[int]:
+    """Per column of ``featurize``: +1 where perplexity may only rise with the value, -1 where it may only fall,
+    0 where neither holds. Keeping more of anything never makes a pruned model worse: so down in the fractions kept
+    and in every table that grows with the units kept (score mass), up in every table that shrinks with them
+    (a measured loss increase) and in a score source's mass lost, up in a removed block's value from a source with
+    loss tables; costs by their meaning. Free: a prior's block redundancy (0 where the block is kept, so neither
+    direction is right) and the "mass lost" of a loss table (constraining it too cost 0.007 band tau on SmolLM2's
+    pairs, ``bench/monotone.py``)."""
+    table = {name: int(np.sign((t[:, 0] - t[:, -1]).sum())) for name, t in ctx.tables.items()}
+    by_source: dict[str, set[int]] = {}
+    for name, value in table.items():
+        by_source.setdefault(name.rsplit("/", 1)[0], set()).add(value)
+    source = {name: values.pop() if len(values) == 1 else 0 for name, values in by_source.items()}
+
+    def family_sign(family: str) -> int:
+        if family in STRUCTURE:
+            return -1
+        if family.startswith("block:"):
+            return max(source.get(family[6:], 0), 0)
+        return table[family]
+
+    families = [family_sign(f) for f in _families(ctx)]
+    per_layer = [sign for sign in families for _ in range(ctx.shape.num_layers)]
+    lost = [max(-source[s], 0) for s in _layout(ctx).sources]
+    return per_layer + families + lost + [COST_SIGNS[c] for c in COST]
 
 
 def arrays(archs: Sequence[Architecture], shape: ModelShape) -> np.ndarray:
