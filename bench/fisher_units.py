@@ -58,7 +58,8 @@ def fisher_scores(G: np.ndarray, shape, first_order: bool):
 
 
 def mixed(attention, mlp):
-    """Attention units by one score, MLP channels by another."""
+    """Attention units by one score, MLP channels by another (plain ``UnitScores``: a group's score is then its
+    heads' summed scores, not a whole-group estimate)."""
     from prunesearch.pruners.scores import UnitScores
 
     return UnitScores(mlp.mlp, attention.heads, attention.v_dims, attention.qk_pairs)

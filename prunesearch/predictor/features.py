@@ -103,7 +103,7 @@ def monotone_signs(ctx: FeatureContext) -> list[int]:
     by_source: dict[str, set[int]] = {}
     for name, value in table.items():
         by_source.setdefault(name.rsplit("/", 1)[0], set()).add(value)
-    source = {name: values.pop() if len(values) == 1 else 0 for name, values in by_source.items()}
+    source = {name: min(values) if len(values) == 1 else 0 for name, values in by_source.items()}
 
     def family_sign(family: str) -> int:
         if family in STRUCTURE:
