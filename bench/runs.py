@@ -64,8 +64,9 @@ def run_model(pairs: RunPairs) -> RunModel:
 
 
 def out_of_fold(pairs: RunPairs, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], seeds: tuple[int, ...],
-                metrics: tuple[str, ...] = ("kendall_tau", "spearman", "precision_at_top")) -> dict[str, float]:
-    """5-fold rank quality of ``fit_predict(train_rows, test_rows) -> predictions``, over all pairs and within the
+                metrics: tuple[str, ...] = ("kendall_tau", "spearman", "precision_at_top"),
+                folds: int = 5) -> dict[str, float]:
+    """``folds``-fold rank quality of ``fit_predict(train_rows, test_rows) -> predictions``, over all pairs and within the
     run's band around each budget, averaged over the fold ``seeds``."""
     from sklearn.model_selection import KFold
 
@@ -75,7 +76,7 @@ def out_of_fold(pairs: RunPairs, fit_predict: Callable[[np.ndarray, np.ndarray],
     runs = []
     for seed in seeds:
         predicted = np.empty_like(y)
-        for train, test in KFold(5, shuffle=True, random_state=seed).split(y):
+        for train, test in KFold(folds, shuffle=True, random_state=seed).split(y):
             predicted[test] = fit_predict(train, test)
         runs.append({str(b): rank_report(y, predicted, pairs.removed, b, config["band"]) for b in config["budgets"]})
     return {f"{b} {subset} {metric}": float(np.mean([r[str(b)][subset][metric] for r in runs]))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -18,7 +20,7 @@ from prunesearch.evaluate.store import PairStore, default_storage
 from prunesearch.predictor import Predictor
 from prunesearch.evaluate import worker as worker_module
 from prunesearch.pruners.greedy import mlp_step_params
-from prunesearch.search.campaign import final_study, space_for, run_campaign
+from prunesearch.search.campaign import PRIOR, RANDOM, design, final_study, space_for, run_campaign
 from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, search
 from prunesearch.search.reuse import reuse_search
@@ -106,6 +108,19 @@ def test_repair_lands_on_budget_from_anywhere():
         assert 0.25 <= cost(repaired).removed <= 0.255
     with pytest.raises(BudgetError):
         SPACE.repair(Architecture.dense(SMOLLM2), 0.95)
+
+
+def test_design_draws_both_kinds_of_pairs_for_every_budget():
+    budgets = (0.2, 0.3)
+    setup = SimpleNamespace(config=CampaignConfig(model="unused", budgets=budgets), space=SPACE)
+    seeds = {b: {name: SPACE.sample_at_budget(b, seed) for seed, name in enumerate(("a", "b"))} for b in budgets}
+    drawn = list(itertools.islice(design(setup, seeds), 40))
+    for budget in budgets:
+        for kind in (RANDOM, PRIOR):
+            mine = [arch for arch, sampler in drawn if sampler == kind and arch.meta["budget"] == budget]
+            assert len(mine) == 10, (budget, kind)
+        perturbed = [cost(arch).removed for arch, sampler in drawn if sampler == PRIOR and arch.meta["budget"] == budget]
+        assert all(abs(removed - budget) <= 0.025 + 0.005 for removed in perturbed)
 
 
 def tiny_config(tiny_dir: Path, **changes) -> CampaignConfig:

@@ -149,7 +149,8 @@ def _tagged(arch: Architecture, **meta: Any) -> Architecture:
 
 
 def design(setup: Setup, seeds: dict[float, dict[str, Architecture]]) -> Iterator[tuple[Architecture, str]]:
-    """The deterministic stream of architectures to measure before the first fit, alternating:
+    """The deterministic stream of architectures to measure before the first fit, alternating between the two
+    kinds below, each kind cycling through the budgets (so with two budgets every budget gets both kinds):
 
     - random: ``SearchSpace.sample_at_budget`` at a budget drawn within +-10% of a target (half of them within
       the +-``band`` the search ranks in), for coverage;
@@ -162,12 +163,12 @@ def design(setup: Setup, seeds: dict[float, dict[str, Architecture]]) -> Iterato
     limit = space.max_removable() - 0.02
     step = 0
     while True:
-        budget = config.budgets[step % len(config.budgets)]
+        budget = config.budgets[(step // 2) % len(config.budgets)]
         if step % 2 == 0:
             spread = config.band if rng.random() < 0.5 else 0.1
             target = float(np.clip(budget + rng.uniform(-spread, spread), 0.02, limit))
             arch = space.sample_at_budget(target, int(rng.integers(2**31)))
-            yield _tagged(arch, target=target), RANDOM
+            yield _tagged(arch, budget=budget, target=target), RANDOM
         else:
             names = sorted(seeds[budget])
             base = seeds[budget][names[int(rng.integers(len(names)))]]
@@ -181,7 +182,7 @@ def design(setup: Setup, seeds: dict[float, dict[str, Architecture]]) -> Iterato
                 flip = removable[int(rng.integers(len(removable)))]
                 keep[flip] = not keep[flip]
             arch = Architecture.from_array(space.shape, decoder.decode(keep[None], cuts[None])[0])
-            yield _tagged(arch, target=target, perturbed=base.meta.get("method")), PRIOR
+            yield _tagged(arch, budget=budget, target=target, perturbed=base.meta.get("method")), PRIOR
         step += 1
 
 
