@@ -66,8 +66,8 @@ def run_model(pairs: RunPairs) -> RunModel:
 def out_of_fold(pairs: RunPairs, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], seeds: tuple[int, ...],
                 metrics: tuple[str, ...] = ("kendall_tau", "spearman", "precision_at_top"),
                 folds: int = 5) -> dict[str, float]:
-    """``folds``-fold rank quality of ``fit_predict(train_rows, test_rows) -> predictions``, over all pairs and within the
-    run's band around each budget, averaged over the fold ``seeds``."""
+    """``folds``-fold rank quality of ``fit_predict(train_rows, test_rows) -> predictions``, over all pairs and
+    within the run's band around each budget, averaged over the fold ``seeds``."""
     from sklearn.model_selection import KFold
 
     from prunesearch.predictor import rank_report

@@ -1,0 +1,82 @@
+"""How does the ranking within the budget band grow with the number of training pairs, up to the issue's 300?
+
+Usage: .venv/bin/python bench/more_pairs.py --run runs/<campaign> --out runs/<campaign>-more --total 390
+
+Every earlier estimate held out a fifth of a ~240-pair campaign, so its folds trained on ~190 pairs. This bench
+copies the campaign's run folder, continues the campaign's own deterministic design stream (random architectures
+around each budget, perturbed heuristics) in the copy until its store holds ``--total`` distinct pairs, measured
+at the campaign's fidelity, and then estimates held-out rank quality at each training size: a random subset of
+``size * folds / (folds - 1)`` pairs, ``--folds``-fold, so every fit sees ``size`` pairs and every pair of the
+subset is predicted once by a fit that never saw it. Means over the subset seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+
+def extend(run: Path, out: Path, total: int) -> None:
+    """Copy ``run`` to ``out`` (once) and fill the copy's store up to ``total`` distinct pairs."""
+    from prunesearch.search.campaign import feature_context, fill_design, prepare, seeds_at
+    from prunesearch.search.config import CampaignConfig
+
+    if not out.exists():
+        shutil.copytree(run, out)
+    config = replace(CampaignConfig.from_dict(json.loads((out / "config.json").read_text())), pairs=total)
+    setup = prepare(config, out)
+    seeds = {b: seeds_at(setup, b) for b in config.budgets}
+    setup.ctx = feature_context(setup.priors, setup.sens, setup.space.shape, setup.probes)
+    fill_design(setup, seeds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--total", type=int, default=390)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[150, 190, 240, 292])
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+
+    from sklearn.model_selection import KFold
+
+    from prunesearch.predictor import Predictor, rank_report
+    from runs import run_pairs
+
+    extend(args.run, args.out, args.total)
+    pairs = run_pairs(args.out)
+    config, ctx, y = pairs.config, pairs.predictor.ctx, pairs.y
+    samplers = [p.sampler for p in pairs.store.pairs()]
+    results: dict = {"run": str(args.run), "copy": str(args.out), "pairs": len(y), "folds": args.folds,
+                     "seeds": args.seeds, "samplers": {s: samplers.count(s) for s in sorted(set(samplers))},
+                     "sizes": {}}
+    metrics = ("kendall_tau", "spearman", "precision_at_top")
+    for size in args.sizes:
+        n = min(len(y), round(size * args.folds / (args.folds - 1)))
+        runs = []
+        for seed in args.seeds:
+            subset = np.random.default_rng(seed).permutation(len(y))[:n]
+            predicted = np.empty(n)
+            for train, test in KFold(args.folds, shuffle=True, random_state=seed).split(subset):
+                model = Predictor(ctx).fit([pairs.archs[i] for i in subset[train]], y[subset[train]])
+                predicted[test] = model.predict([pairs.archs[i] for i in subset[test]])
+            runs.append({str(b): rank_report(y[subset], predicted, pairs.removed[subset], b, config["band"])
+                         for b in config["budgets"]})
+        row = {f"{b} {part} {m}": float(np.mean([r[str(b)][part][m] for r in runs]))
+               for b in config["budgets"] for part in ("all", "band") for m in metrics}
+        row.update({f"{b} band pairs": float(np.mean([r[str(b)]["band"]["n"] for r in runs]))
+                    for b in config["budgets"]})
+        results["sizes"][str(round(n * (args.folds - 1) / args.folds))] = row
+        print(size, json.dumps(row), flush=True)
+        Path("bench/results/more_pairs.json").write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
