@@ -75,7 +75,7 @@ def main() -> None:
                     for b in config["budgets"]})
         results["sizes"][str(round(n * (args.folds - 1) / args.folds))] = row
         print(size, json.dumps(row), flush=True)
-        Path("bench/results/more_pairs.json").write_text(json.dumps(results, indent=1) + "\n")
+        Path(f"bench/results/more_pairs-{args.run.name}.json").write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
