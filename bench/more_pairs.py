@@ -45,34 +45,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
 
-    from sklearn.model_selection import KFold
-
-    from prunesearch.predictor import Predictor, rank_report
-    from runs import run_pairs
+    from runs import out_of_fold, predictor_fit, run_pairs
 
     extend(args.run, args.out, args.total)
     pairs = run_pairs(args.out)
-    config, ctx, y = pairs.config, pairs.predictor.ctx, pairs.y
     samplers = [p.sampler for p in pairs.store.pairs()]
-    results: dict = {"run": str(args.run), "copy": str(args.out), "pairs": len(y), "folds": args.folds,
+    results: dict = {"run": str(args.run), "copy": str(args.out), "pairs": len(pairs.y), "folds": args.folds,
                      "seeds": args.seeds, "samplers": {s: samplers.count(s) for s in sorted(set(samplers))},
                      "sizes": {}}
-    metrics = ("kendall_tau", "spearman", "precision_at_top")
     for size in args.sizes:
-        n = min(len(y), round(size * args.folds / (args.folds - 1)))
-        runs = []
-        for seed in args.seeds:
-            subset = np.random.default_rng(seed).permutation(len(y))[:n]
-            predicted = np.empty(n)
-            for train, test in KFold(args.folds, shuffle=True, random_state=seed).split(subset):
-                model = Predictor(ctx).fit([pairs.archs[i] for i in subset[train]], y[subset[train]])
-                predicted[test] = model.predict([pairs.archs[i] for i in subset[test]])
-            runs.append({str(b): rank_report(y[subset], predicted, pairs.removed[subset], b, config["band"])
-                         for b in config["budgets"]})
-        row = {f"{b} {part} {m}": float(np.mean([r[str(b)][part][m] for r in runs]))
-               for b in config["budgets"] for part in ("all", "band") for m in metrics}
-        row.update({f"{b} band pairs": float(np.mean([r[str(b)]["band"]["n"] for r in runs]))
-                    for b in config["budgets"]})
+        n = min(len(pairs.y), round(size * args.folds / (args.folds - 1)))
+        row = out_of_fold(pairs, predictor_fit(pairs, pairs.predictor.ctx), tuple(args.seeds),
+                          ("n", "kendall_tau", "spearman", "precision_at_top"), folds=args.folds, size=n)
         results["sizes"][str(round(n * (args.folds - 1) / args.folds))] = row
         print(size, json.dumps(row), flush=True)
         Path(f"bench/results/more_pairs-{args.run.name}.json").write_text(json.dumps(results, indent=1) + "\n")

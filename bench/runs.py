@@ -65,9 +65,10 @@ def run_model(pairs: RunPairs) -> RunModel:
 
 def out_of_fold(pairs: RunPairs, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], seeds: tuple[int, ...],
                 metrics: tuple[str, ...] = ("kendall_tau", "spearman", "precision_at_top"),
-                folds: int = 5) -> dict[str, float]:
+                folds: int = 5, size: int | None = None) -> dict[str, float]:
     """``folds``-fold rank quality of ``fit_predict(train_rows, test_rows) -> predictions``, over all pairs and
-    within the run's band around each budget, averaged over the fold ``seeds``."""
+    within the run's band around each budget, averaged over the fold ``seeds``. With ``size``, each seed draws a
+    random subset of that many pairs and the folds split it."""
     from sklearn.model_selection import KFold
 
     from prunesearch.predictor import rank_report
@@ -75,10 +76,12 @@ def out_of_fold(pairs: RunPairs, fit_predict: Callable[[np.ndarray, np.ndarray],
     config, y = pairs.config, pairs.y
     runs = []
     for seed in seeds:
-        predicted = np.empty_like(y)
-        for train, test in KFold(folds, shuffle=True, random_state=seed).split(y):
-            predicted[test] = fit_predict(train, test)
-        runs.append({str(b): rank_report(y, predicted, pairs.removed, b, config["band"]) for b in config["budgets"]})
+        rows = np.arange(len(y)) if size is None else np.random.default_rng(seed).permutation(len(y))[:size]
+        predicted = np.empty(len(rows))
+        for train, test in KFold(folds, shuffle=True, random_state=seed).split(rows):
+            predicted[test] = fit_predict(rows[train], rows[test])
+        runs.append({str(b): rank_report(y[rows], predicted, pairs.removed[rows], b, config["band"])
+                     for b in config["budgets"]})
     return {f"{b} {subset} {metric}": float(np.mean([r[str(b)][subset][metric] for r in runs]))
             for b in config["budgets"] for subset in ("all", "band") for metric in metrics}
 

@@ -119,7 +119,8 @@ def test_design_draws_both_kinds_of_pairs_for_every_budget():
         for kind in (RANDOM, PRIOR):
             mine = [arch for arch, sampler in drawn if sampler == kind and arch.meta["budget"] == budget]
             assert len(mine) == 10, (budget, kind)
-        perturbed = [cost(arch).removed for arch, sampler in drawn if sampler == PRIOR and arch.meta["budget"] == budget]
+        perturbed = [cost(arch).removed for arch, sampler in drawn
+                     if sampler == PRIOR and arch.meta["budget"] == budget]
         assert all(abs(removed - budget) <= 0.025 + 0.005 for removed in perturbed)
 
 
