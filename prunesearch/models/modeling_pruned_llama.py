@@ -223,8 +223,13 @@ class PrunedLlamaModel(PrunedLlamaPreTrainedModel):
         past_key_values: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        *,
+        cache: Cache | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
+        """``cache`` is transformers' new name for ``past_key_values`` (generation passes it from 5.24 on, the old
+        name before): either carries the cache, so a generation under any 5.x version reuses it."""
+        past_key_values = cache if cache is not None else past_key_values
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         use_cache = self.config.use_cache if use_cache is None else use_cache
@@ -262,9 +267,12 @@ class PrunedLlamaForCausalLM(PrunedLlamaPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
+        *,
+        cache: Cache | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        out = self.model(input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache)
+        out = self.model(input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
+                         cache=cache)
         hidden = out.last_hidden_state
         logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
         loss = None
