@@ -21,6 +21,10 @@ err = Console(stderr=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'smollm2-135m' (built in) or a local checkpoint dir")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a summary")]
+MaxFlopsOpt = Annotated[Optional[float], typer.Option(
+    help="Also keep at most this fraction of the dense model's FLOPs per token (512-token context)")]
+MaxKvOpt = Annotated[Optional[float], typer.Option(
+    help="Also keep at most this fraction of the dense model's KV-cache bytes per token")]
 
 
 def _task_names(tasks: str | None, limit: int | None) -> tuple[str, ...]:
@@ -300,6 +304,8 @@ def campaign(
     final_tokens: Annotated[Optional[int], typer.Option(help="Validation tokens of the finalists' longer read")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Zero-shot columns in the comparison: tasks or paper7")] = None,
     task_limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents per task")] = None,
+    max_flops: MaxFlopsOpt = None,
+    max_kv: MaxKvOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Priors, measured pairs, XGBoost predictor, Optuna search, verified winners, comparison and report."""
@@ -316,7 +322,7 @@ def campaign(
                             compare_tokens=compare_tokens, name=name,
                             storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
                             greedy_stages=greedy_stages, final_top=final_top, final_tokens=final_tokens,
-                            task_limit=task_limit,
+                            task_limit=task_limit, max_flops=max_flops, max_kv=max_kv,
                             tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
     summary = run_campaign(settings, run_dir, progress=True)
@@ -365,13 +371,16 @@ def search_command(
     pessimism: Annotated[float, typer.Option(help="Search the mean + this x the ensemble's spread")] = 1.0,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the best architecture JSON")] = None,
     seed: Annotated[int, typer.Option(help="Search seed")] = 0,
+    max_flops: MaxFlopsOpt = None,
+    max_kv: MaxKvOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Reuse a trained predictor for a new budget: no evaluation unless --verify."""
     from prunesearch.search.reuse import reuse_search
+    from prunesearch.space import Limits
 
     result = reuse_search(predictor, budget, verify, trials, out_path, seed, sampler, pessimism,
-                          progress=not as_json)
+                          progress=not as_json, limits=Limits(max_flops, max_kv))
     if as_json:
         sys.stdout.write(json.dumps(result, default=str) + "\n")
         return

@@ -116,7 +116,7 @@ def hand_rows() -> list[Row]:
         Row("b1", "baseline", 0.2, 107_612_006, {"ptb-test": 80.0, "wiki-test": 50.0}, 1.2),
         Row("b2", "baseline", 0.2, 107_612_006, {"ptb-test": math.inf, "wiki-test": math.inf}, 1.3),
         Row("searched", "searched", 0.2, 107_600_000, {"ptb-test": 60.0, "wiki-test": 44.0}, 1.25,
-            accuracy={"piqa": 0.6, "arc_easy": 0.4}),
+            flops_ratio=0.801, kv_ratio=0.5, accuracy={"piqa": 0.6, "arc_easy": 0.4}),
         Row("greedy", "greedy", 0.2, 107_600_000, {"ptb-test": math.inf, "wiki-test": 50.0}, None,
             accuracy={"piqa": 0.55}),
     ]
@@ -131,7 +131,7 @@ def parse_markdown(text: str) -> tuple[list[str], dict[str, dict[str, str]]]:
 
 def test_comparison_markdown_ratios_against_best_baseline_per_split():
     headers, table = parse_markdown(comparison_markdown(hand_rows()))
-    assert headers[:4] == ["model", "kind", "removed", "params (M)"]
+    assert headers[:6] == ["model", "kind", "removed", "params (M)", "FLOPs × dense", "KV × dense"]
     searched, greedy = table["searched"], table["greedy"]
     assert searched["ptb-test ppl"] == "60.0" and searched["wiki-test ppl"] == "44.0"
     assert searched["ptb-test × best baseline"] == "0.75×"  # 60 / 80 (b1)
@@ -141,6 +141,7 @@ def test_comparison_markdown_ratios_against_best_baseline_per_split():
     assert table["b0"]["ptb-test × best baseline"] == "-" and table["dense"]["wiki-test × best baseline"] == "-"
     assert searched["removed"] == "20.0%" and searched["params (M)"] == "107.6"
     assert searched["tokens/s × dense"] == "1.25×" and greedy["tokens/s × dense"] == "-"
+    assert searched["FLOPs × dense"] == "0.80×" and searched["KV × dense"] == "0.50×" and greedy["KV × dense"] == "-"
     assert searched["piqa acc %"] == "60.0" and searched["avg acc %"] == "50.0"
     assert greedy["arc_easy acc %"] == "-" and greedy["avg acc %"] == "-"
 

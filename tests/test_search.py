@@ -20,11 +20,11 @@ from prunesearch.evaluate.store import PairStore, default_storage
 from prunesearch.predictor import Predictor
 from prunesearch.evaluate import worker as worker_module
 from prunesearch.pruners.greedy import mlp_step_params
-from prunesearch.search.campaign import PRIOR, RANDOM, design, final_study, space_for, run_campaign
+from prunesearch.search.campaign import PRIOR, RANDOM, design, eligible_pairs, final_study, space_for, run_campaign
 from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, search
 from prunesearch.search.reuse import reuse_search
-from prunesearch.space import Architecture, ModelShape, SearchSpace, cost
+from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, cost
 
 SMOLLM2 = ModelShape(30, 576, 9, 3, 64, 1536, 49152, True)
 SPACE = SearchSpace(SMOLLM2, protected=(0, 29))
@@ -93,6 +93,36 @@ def test_evolution_beats_optunas_samplers_at_equal_queries():
                   sampler=optuna.samplers.NSGAIISampler(population_size=32, seed=0))
     assert evolved.candidates[0].predicted < nsga.candidates[0].predicted
     assert evolved.queries_per_second > 10 * nsga.queries_per_second  # ~2,000/s vs ~45/s here
+
+
+@pytest.mark.parametrize("limits", [Limits(flops=0.7), Limits(kv=0.5), Limits(flops=0.75, kv=0.6)],
+                         ids=["flops", "kv", "both"])
+def test_search_within_limits_never_breaks_one(limits):
+    """Every decoded genome and every candidate meets the budget and each FLOPs / KV-cache ceiling; where a ceiling
+    binds harder than the budget the search removes more, and a KV ceiling alone spends what it frees on MLPs."""
+    rng = np.random.default_rng(1)
+    decoder = Decoder(SPACE, 0.2, limits=limits)
+    keep = rng.random((200, 30)) < rng.uniform(0.0, 1.0, (200, 1))
+    counts = decoder.decode(keep, rng.random((200, 30, 5)) ** rng.uniform(0.2, 5.0, (200, 1, 1)))
+    costs = [cost(Architecture.from_array(SMOLLM2, c)) for c in counts]
+    assert all(c.removed >= 0.2 - 1e-9 and limits.met_by(c) for c in costs)
+    result = search(SPACE, additive_score, 0.2, [SPACE.repair(Architecture.dense(SMOLLM2), 0.2)], trials=256,
+                    population=32, progress=False, limits=limits)
+    chosen = [cost(c.arch) for c in result.candidates]
+    assert all(c.removed >= 0.2 - 1e-9 and limits.met_by(c) for c in chosen)
+    assert not limits.met_by(cost(SPACE.repair(Architecture.dense(SMOLLM2), 0.2))), "the limits must bind here"
+    if limits.flops is None:
+        assert max(c.removed for c in chosen) <= 0.2 + 0.005, "a KV ceiling alone is met by attention, not by MLPs"
+
+
+def test_impossible_or_malformed_limits_are_refused():
+    with pytest.raises(BudgetError, match="impossible"):
+        Decoder(SPACE, 0.2, limits=Limits(flops=0.1))  # the LM head alone is ~20% of the dense FLOPs
+    for bad in (0.0, 1.5, -0.2):
+        with pytest.raises(BudgetError, match="max_kv"):
+            Limits(kv=bad)
+    with pytest.raises(PrunesearchError, match="max_flops"):
+        CampaignConfig(max_flops=2.0)
 
 
 def test_decoder_round_trips_an_architecture_on_budget():
@@ -204,10 +234,26 @@ def test_reuse_search_needs_no_model_and_stays_on_budget(finished, tmp_path):
     step = mlp_step_params(space_for(arch.shape, config.mlp_step)) / cost(arch).dense_params
     assert 0.3 - 1e-9 <= cost(arch).removed <= 0.3 + max(config.slack, step), "past the slack by one grid step at most"
     assert result["removed"] == pytest.approx(cost(arch).removed)
+    limited = reuse_search(run_dir / "predictor", 0.3, trials=64, out=tmp_path / "kv.json", progress=False,
+                           limits=Limits(kv=0.4))
+    assert limited["kv_ratio"] <= 0.4 and Limits(kv=0.4).met_by(cost(Architecture.load(tmp_path / "kv.json")))
     with pytest.raises(BudgetError):
         reuse_search(run_dir / "predictor", 0.99, trials=16, progress=False)
     with pytest.raises(PrunesearchError, match="pessimism must not be negative"):
         reuse_search(run_dir / "predictor", 0.3, trials=16, pessimism=-1.0, progress=False)
+
+
+def test_only_pairs_within_the_limits_can_win(finished):
+    """With a ceiling, a pair removing more than the budget may win if it meets it; one that breaks it never."""
+    config, run_dir, _ = finished
+    store = PairStore(default_storage(run_dir), config.campaign)
+    plain = eligible_pairs(store, 0.2, config.slack)
+    ratios = sorted(p.record["kv_ratio"] for p in store.pairs() if p.record["removed"] >= 0.2)
+    limits = Limits(kv=ratios[len(ratios) // 2])
+    limited = eligible_pairs(store, 0.2, config.slack, limits)
+    assert limited and all(limits.met_by(cost(p.arch)) and p.record["removed"] >= 0.2 - 1e-9 for p in limited)
+    assert any(p.record["removed"] > 0.21 for p in limited), "a binding ceiling lets deeper cuts compete"
+    assert {p.number for p in plain} - {p.number for p in limited}, "and shuts out pairs that break it"
 
 
 def test_predictor_refuses_a_foreign_model(finished):

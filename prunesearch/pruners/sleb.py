@@ -108,10 +108,9 @@ class BlockRunner:
         sliding = _sliding_layers(config)
         self.masks: list[list[torch.Tensor | None]] = []
         for embeds in self.embed():
-            kwargs = dict(config=config, inputs_embeds=embeds, attention_mask=None, past_key_values=None,
-                          position_ids=self.position_ids)
-            full = create_causal_mask(**kwargs)
-            window = create_sliding_window_causal_mask(**kwargs) if any(sliding) else None
+            args = (config, embeds, None, None)  # no mask, no cache: the 4th is named `cache` from transformers 5.24
+            full = create_causal_mask(*args, position_ids=self.position_ids)
+            window = create_sliding_window_causal_mask(*args, position_ids=self.position_ids) if any(sliding) else None
             self.masks.append([window if s else full for s in sliding])
         self.position_embeddings = model.model.rotary_emb(embeds, position_ids=self.position_ids)
 

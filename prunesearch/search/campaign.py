@@ -35,7 +35,7 @@ from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, sensit
 from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, optuna_sampler, search
 from prunesearch.search.report import rows_to_json
-from prunesearch.space import Architecture, ModelShape, SearchSpace
+from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, cost
 
 RANDOM, PRIOR, SEARCH, REFINED = "random", "prior", "search", "refined"
 
@@ -109,7 +109,7 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     shape = ModelShape.from_config(loaded.model.config)
     space = space_for(shape, config.mlp_step)
     for budget in config.budgets:
-        space.check_budget(budget)
+        Decoder(space, budget, config.slack, config.limits())  # refuses an impossible budget or limit up front
     fidelity = config.fidelity()
     storage = config.storage or default_storage(run_dir)
     meta = {"fingerprint": loaded.fingerprint, "space": space.to_dict(), "fidelity": fidelity.to_dict(),
@@ -156,7 +156,7 @@ def design(setup: Setup, seeds: dict[float, dict[str, Architecture]]) -> Iterato
       the +-``band`` the search ranks in), for coverage;
     - prior: a heuristic's architecture with its allocation perturbed (gene cut propensities jittered on a random
       subset of layers, a block kept or removed now and then), decoded onto a budget within +-``band`` of the
-      target: the region the search will visit.
+      target (and within the campaign's limits): the region the search will visit.
     """
     config, space = setup.config, setup.space
     rng = np.random.default_rng(config.seed)
@@ -173,7 +173,7 @@ def design(setup: Setup, seeds: dict[float, dict[str, Architecture]]) -> Iterato
             names = sorted(seeds[budget])
             base = seeds[budget][names[int(rng.integers(len(names)))]]
             target = float(np.clip(budget + rng.uniform(-config.band, config.band), 0.02, limit))
-            decoder = Decoder(space, target, config.slack)
+            decoder = Decoder(space, target, config.slack, config.limits())
             keep, cuts = (genes[0] for genes in decoder.encode(base.as_array()[None]))
             layers = rng.random(len(keep)) < rng.uniform(0.1, 0.6)
             cuts = np.clip(cuts + layers[:, None] * rng.normal(0, rng.uniform(0.05, 0.3), cuts.shape), 0, 1)
@@ -256,14 +256,19 @@ def search_seeds(store: PairStore | None, heuristics: list[Architecture], budget
     return seeds
 
 
-def eligible_pairs(store: PairStore, budget: float, slack: float) -> list[Pair]:
-    """The distinct measured architectures that remove at least ``budget`` (at most 1% more)."""
+def eligible_pairs(store: PairStore, budget: float, slack: float, limits: Limits = Limits()) -> list[Pair]:
+    """The distinct measured architectures that remove at least ``budget``: at most 1% more, or with ``limits``
+    any more that meets them (a binding ceiling makes the search remove more than the budget)."""
+    if limits:
+        return distinct(p for p in store.pairs()
+                        if p.record["removed"] >= budget - 1e-9 and limits.met_by(cost(p.arch)))
     return distinct(p for p in store.pairs() if budget - 1e-9 <= p.record["removed"] <= budget + max(slack, 0.01))
 
 
-def best_pairs(store: PairStore, budget: float, slack: float, count: int = 1, objective: str = "ppl") -> list[Pair]:
+def best_pairs(store: PairStore, budget: float, slack: float, count: int = 1, objective: str = "ppl",
+               limits: Limits = Limits()) -> list[Pair]:
     """The ``count`` lowest measured losses among ``eligible_pairs``."""
-    return sorted(eligible_pairs(store, budget, slack), key=lambda p: p.loss(objective))[:count]
+    return sorted(eligible_pairs(store, budget, slack, limits), key=lambda p: p.loss(objective))[:count]
 
 
 def final_study(campaign: str) -> str:
@@ -283,12 +288,13 @@ def finalists(setup: Setup, budget: float, progress: bool = True,
     corrects that at the cost of ``final_top`` evaluations, and reading the seed the search has to beat beside them
     keeps a proposal from winning on the short text alone."""
     config = setup.config
-    top = best_pairs(setup.store, budget, config.slack, max(config.final_top, 1), config.objective)
+    top = best_pairs(setup.store, budget, config.slack, max(config.final_top, 1), config.objective, config.limits())
     if setup.finals is None or not top:
         return [(pair, None) for pair in top[:1]]
     chosen = {p.arch.key(units=True) for p in top}
     wanted = {a.key(units=True) for a in contenders} - chosen
-    top += [p for p in eligible_pairs(setup.store, budget, config.slack) if p.arch.key(units=True) in wanted]
+    top += [p for p in eligible_pairs(setup.store, budget, config.slack, config.limits())
+            if p.arch.key(units=True) in wanted]
     for pair in top:
         setup.finals.enqueue(_tagged(pair.arch, trial=pair.number), pair.sampler)
     work(setup.finals, setup.loaded, config.final_fidelity(), progress=progress, desc=f"finalists {budget:.0%}")
@@ -302,8 +308,8 @@ def refine(setup: Setup, budget: float, progress: bool = True) -> list[Pair]:
     the masked model between steps) and measure them: the search picks widths, this picks their units better."""
     config = setup.config
     refined = {a.meta.get("refined_from") for a, sampler in setup.store.entries() if sampler == REFINED}
-    widths = [p for p in best_pairs(setup.store, budget, config.slack, len(setup.store.keys()), config.objective)
-              if p.sampler != REFINED]
+    widths = [p for p in best_pairs(setup.store, budget, config.slack, len(setup.store.keys()), config.objective,
+                                    config.limits()) if p.sampler != REFINED]
     fresh = []
     for pair in widths[:config.refine_top]:
         if pair.number in refined:
@@ -326,7 +332,7 @@ def verify_round(setup: Setup, predictor: Predictor, budget: float, heuristics: 
     sampler = optuna_sampler(config.sampler, config.seed + round_, config.population)
     result = search(setup.space, score, budget, seeds, trials=config.trials, population=config.population,
                     seed=config.seed + round_, slack=config.slack, top=config.verify * 4, sampler=sampler,
-                    progress=progress)
+                    progress=progress, limits=config.limits())
     known = setup.store.keys()
     fresh = []
     for candidate in result.candidates:
@@ -494,7 +500,8 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
                 row.budget = budget
             rows += budget_rows if not rows else budget_rows[1:]
     summary = {"model": setup.loaded.name, "fingerprint": setup.loaded.fingerprint,
-               "budgets": ", ".join(f"{b:.0%}" for b in setup.config.budgets), "pairs": len(pairs),
+               "budgets": ", ".join(f"{b:.0%}" for b in setup.config.budgets),
+               "limits": setup.config.limits().describe(), "pairs": len(pairs),
                "fidelity": f"{setup.fidelity.tokens} tokens of {' + '.join(setup.fidelity.data)} "
                            f"({setup.fidelity.window}-token windows)",
                "comparison text": f"first {setup.config.compare_tokens} tokens of each test split",

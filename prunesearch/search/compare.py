@@ -59,8 +59,9 @@ def compare(loaded: LoadedModel, models: Mapping[str, tuple[str, Architecture]],
                 speed = record.get("speed_ratio")
         accuracy = _accuracy(loaded, arch, tasks, limit) if tasks else {}
         rows.append(Row(name=name, kind=kind, removed=record["removed"], params=record["params"], ppl=ppl,
-                        speed_ratio=speed, accuracy=accuracy, extra={"arch_key": arch.key(), "tokens": record["tokens"]}))
+                        speed_ratio=speed, flops_ratio=record["flops"] / record["dense_flops"],
+                        kv_ratio=record["kv_bytes"] / record["dense_kv_bytes"], accuracy=accuracy, extra={"arch_key": arch.key(), "tokens": record["tokens"]}))
     first = next(iter(models.values()))[1]
     rows.insert(0, Row(name="dense", kind="dense", removed=0.0, params=cost(first).dense_params, ppl=dense,
-                       speed_ratio=1.0, accuracy=_accuracy(loaded, None, tasks, limit) if tasks else {}))
+                       speed_ratio=1.0, flops_ratio=1.0, kv_ratio=1.0, accuracy=_accuracy(loaded, None, tasks, limit) if tasks else {}))
     return rows

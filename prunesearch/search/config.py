@@ -11,6 +11,7 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate.store import Fidelity
 from prunesearch.pruners.priors import UNIT_METHODS
 from prunesearch.search.optimize import SAMPLERS
+from prunesearch.space import Limits
 
 OBJECTIVES = ("ppl", "accuracy")
 
@@ -35,7 +36,9 @@ class CampaignConfig:
     ``tasks``/``task_limit``: zero-shot columns in the final comparison; with ``objective = "accuracy"`` also
     measured for every pair (first ``task_limit`` documents, 20 if unset), and the predictor and the search
     then target mean accuracy instead of perplexity. ``heartbeat``: seconds between a running
-    evaluation's heartbeats; a trial silent for twice that is retried by another worker.
+    evaluation's heartbeats; a trial silent for twice that is retried by another worker. ``max_flops``/``max_kv``:
+    ceilings on FLOPs and KV-cache bytes per token as fractions of dense, for every budget (``Limits``); the
+    search then removes more than the budget wherever a ceiling needs it, and only pairs within them can win.
     """
 
     model: str = "smollm2-135m"
@@ -68,6 +71,8 @@ class CampaignConfig:
     task_limit: int | None = None
     storage: str | None = None
     heartbeat: int = 10
+    max_flops: float | None = None
+    max_kv: float | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +98,11 @@ class CampaignConfig:
         for name in ("rounds", "verify", "refine_steps", "refine_top", "final_top"):
             if getattr(self, name) < 0:
                 raise PrunesearchError(f"campaign setting '{name}' must not be negative, got {getattr(self, name)}")
+        self.limits()
+
+    def limits(self) -> Limits:
+        """The FLOPs and KV-cache ceilings every budget's search and winner must meet."""
+        return Limits(self.max_flops, self.max_kv)
 
     def final_fidelity(self) -> Fidelity | None:
         """The longer read of the finalists (None when off or no longer than the search fidelity)."""

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from prunesearch.errors import BudgetError, PrunesearchError
 from prunesearch.predictor.costs import cost_tables
-from prunesearch.space import Architecture, SearchSpace
+from prunesearch.space.limits import TOLERANCE
+from prunesearch.space import Architecture, Limits, SearchSpace, cost
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 """Lower is better; takes count arrays [n, L, 6] and returns [n]."""
@@ -56,15 +57,16 @@ class Decoder:
     """Turns genomes into count arrays on the budget, and architectures back into genomes.
 
     A single strength ``s`` per genome, found by bisection, scales its propensities so that the kept grid values
-    (``1 - s * c`` of the way down each gene's choices) just fit the budget. The search thus explores the *shape*
-    of an allocation (where to cut, how deep relative to elsewhere) while every candidate spends the same budget.
-    Genomes whose removed blocks alone overshoot the budget get the least-cut of those blocks back first, and the
-    rare one that grid rounding leaves under the budget band is finished by ``SearchSpace.repair``.
+    (``1 - s * c`` of the way down each gene's choices) just fit the budget and the ``limits``. The search thus
+    explores the *shape* of an allocation (where to cut, how deep relative to elsewhere) while every candidate
+    spends the same budget. Genomes whose removed blocks alone overshoot the budget get the least-cut of those
+    blocks back first; one that grid rounding (or a binding limit) leaves under the budget band regrows MLP
+    channels while every limit holds, and the rare one still short is finished by ``SearchSpace.repair``.
     """
 
-    def __init__(self, space: SearchSpace, budget: float, slack: float = 0.005) -> None:
+    def __init__(self, space: SearchSpace, budget: float, slack: float = 0.005, limits: Limits = Limits()) -> None:
         space.check_budget(budget)
-        self.space, self.budget, self.slack = space, budget, slack
+        self.space, self.budget, self.slack, self.limits = space, budget, slack, limits
         choices = space.choices()
         self.options = [np.asarray(choices[g]) for g in WIDTH_GENES]
         self.tables = cost_tables(space.shape)
@@ -75,13 +77,38 @@ class Decoder:
         grid = np.meshgrid(*(np.union1d(options, 0) for options in self.options[:4]), indexing="ij")
         self.tables.blocks(*grid, np.zeros_like(grid[0]))  # tabulates every attention the grid can reach, once
         self.attention, self.mlp = self.tables.attention[..., 0], self.tables.mlp[:, 0]
+        self.attention_flops, self.mlp_flops = self.tables.attention[..., 1], self.tables.mlp[:, 1]
         dense = Architecture.dense(space.shape).as_array()[None]
         self.block = float(self.params(dense)[0] - self.tables.fixed_params) / L
+        least = self._counts(~self.removable[None], np.ones((1, L, len(WIDTH_GENES))), np.ones(1))
+        if self._over_limits(least)[0]:
+            floor = Architecture.from_array(space.shape, least[0])
+            raise BudgetError(f"limits {limits.describe()} are impossible in this space: the least it can keep "
+                              f"(protected blocks {list(space.protected)} at their narrowest) breaks "
+                              f"{', '.join(limits.excess(cost(floor)))}")
 
     def params(self, counts: np.ndarray) -> np.ndarray:
         """[n] parameter counts of count arrays [n, L, 6] (the cost model's figures, tabulated)."""
         _, kv, qpk, qk, v, mlp = np.moveaxis(counts, -1, 0)
         return self.tables.fixed_params + (self.attention[kv, qpk, qk, v] + self.mlp[mlp]).sum(-1)
+
+    def _over_limits(self, counts: np.ndarray) -> np.ndarray:
+        """[n] whether count arrays break a FLOPs or KV-cache limit (``Limits``: fractions of dense)."""
+        over = np.zeros(len(counts), bool)
+        if not self.limits:
+            return over
+        _, kv, qpk, qk, v, mlp = np.moveaxis(counts, -1, 0)
+        t = self.tables
+        if self.limits.flops is not None:
+            flops = t.fixed_flops + (self.attention_flops[kv, qpk, qk, v] + self.mlp_flops[mlp]).sum(-1)
+            over |= flops / t.dense_flops > self.limits.flops + TOLERANCE
+        if self.limits.kv is not None:
+            over |= (kv * (qk + v)).sum(-1) / t.dense_kv > self.limits.kv + TOLERANCE
+        return over
+
+    def _over(self, counts: np.ndarray) -> np.ndarray:
+        """[n] whether count arrays keep more parameters than the budget allows or break a limit."""
+        return (self.params(counts) > self.high) | self._over_limits(counts)
 
     def _counts(self, keep: np.ndarray, cuts: np.ndarray, strength: np.ndarray) -> np.ndarray:
         widths = []
@@ -107,35 +134,38 @@ class Decoder:
         np.put_along_axis(rank, order, np.broadcast_to(np.arange(keep.shape[1]), keep.shape), axis=1)
         return keep | (rank < missing[:, None])
 
-    def _fill(self, counts: np.ndarray) -> np.ndarray:
-        """Under the band after rounding: one MLP grid step at a time to the narrowest kept MLP that can grow,
-        while it stays within the budget (``decode`` leaves whatever this cannot fix to ``SearchSpace.repair``)."""
+    def _fill(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Under the band after rounding (or a binding limit): one MLP grid step at a time to the narrowest kept MLP
+        that can grow, while it stays within the budget and the limits. Also returns which rows a limit stopped
+        (``decode`` leaves the others it cannot fix to ``SearchSpace.repair``)."""
         grid = self.options[4]
+        limited = np.zeros(len(counts), bool)
         for _ in range(self.space.shape.num_layers * len(grid)):
-            short = np.flatnonzero(self.params(counts) < self.low)
+            short = np.flatnonzero((self.params(counts) < self.low) & ~limited)
             mlp = counts[short, :, 5]
             room = counts[short, :, 0].astype(bool) & (mlp < grid[-1])
             layer = np.where(room, mlp, np.iinfo(np.int64).max).argmin(1)
             rows = np.arange(len(short))
             grown = counts[short].copy()
             grown[rows, layer, 5] = grid[np.searchsorted(grid, mlp[rows, layer], "right").clip(max=len(grid) - 1)]
-            accept = room.any(1) & (self.params(grown) <= self.high)
+            limited[short[room.any(1) & self._over_limits(grown)]] = True
+            accept = room.any(1) & ~self._over(grown)
             if not accept.any():
                 break
             counts[short[accept]] = grown[accept]
-        return counts
+        return counts, limited
 
     def decode(self, keep: np.ndarray, cuts: np.ndarray) -> np.ndarray:
         """Count arrays [n, L, 6] of genomes (``keep`` [n, L], ``cuts`` [n, L, 5]): each removes at least the
-        budget and, where the grid allows, at most budget + slack."""
+        budget, meets every limit and, where the grid and the limits allow, removes at most budget + slack."""
         cuts = np.clip(cuts, MIN_CUT, 1.0)
         keep = self._restore(np.where(self.removable, keep, 1).astype(bool), cuts)
         n = len(keep)
         low, high = np.zeros(n), np.zeros(n)
-        over = self.params(self._counts(keep, cuts, high)) > self.high
+        over = self._over(self._counts(keep, cuts, high))
         high[over] = 1.0
         for _ in range(64):
-            rows = over & (self.params(self._counts(keep, cuts, high)) > self.high)
+            rows = over & self._over(self._counts(keep, cuts, high))
             if not rows.any():
                 break
             high[rows] *= 2
@@ -143,12 +173,14 @@ class Decoder:
             raise BudgetError(f"cannot decode a genome onto budget {self.budget}")
         for _ in range(30):
             mid = (low + high) / 2
-            above = self.params(self._counts(keep, cuts, mid)) > self.high
+            above = self._over(self._counts(keep, cuts, mid))
             low, high = np.where(over & above, mid, low), np.where(over & ~above, mid, high)
-        counts = self._fill(self._counts(keep, cuts, high))
-        for i in np.flatnonzero(self.params(counts) < self.low):
+        counts, limited = self._fill(self._counts(keep, cuts, high))
+        for i in np.flatnonzero((self.params(counts) < self.low) & ~limited):
             arch = Architecture.from_array(self.space.shape, counts[i])
-            counts[i] = self.space.repair(arch, self.budget, self.slack).as_array()
+            repaired = self.space.repair(arch, self.budget, self.slack).as_array()
+            if not self._over(repaired[None])[0]:
+                counts[i] = repaired
         return counts
 
     def encode(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -225,10 +257,12 @@ class _Archive:
 
 def search(space: SearchSpace, score: Scorer, budget: float, seeds: Sequence[Architecture] = (), trials: int = 20000,
            population: int = 256, seed: int = 0, slack: float = 0.005, top: int = 10,
-           sampler: optuna.samplers.BaseSampler | None = None, progress: bool = True) -> SearchResult:
-    """Minimise ``score`` (e.g. predicted log-ppl) over architectures removing ``budget`` (+ at most ``slack``),
-    starting from ``seeds`` (moved onto the budget); ``sampler``: an Optuna sampler instead of the evolution."""
-    decoder = Decoder(space, budget, slack)
+           sampler: optuna.samplers.BaseSampler | None = None, progress: bool = True,
+           limits: Limits = Limits()) -> SearchResult:
+    """Minimise ``score`` (e.g. predicted log-ppl) over architectures removing ``budget`` (+ at most ``slack``
+    unless a limit needs more) within ``limits``, starting from ``seeds`` (moved onto both); ``sampler``: an Optuna
+    sampler instead of the evolution."""
+    decoder = Decoder(space, budget, slack, limits)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=sampler)
     genomes = decoder.encode(np.stack([a.as_array() for a in seeds])) if seeds else None

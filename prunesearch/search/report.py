@@ -24,7 +24,8 @@ COMPARED = ("searched", "greedy")
 @dataclass
 class Row:
     """One model of the comparison. ``ppl`` maps a data split (e.g. ``"ptb-test"``) to perplexity; ``speed_ratio``
-    is its tokens/s over the dense model's; ``accuracy`` maps a zero-shot task to accuracy in 0..1; ``budget``
+    is its tokens/s over the dense model's, ``flops_ratio`` and ``kv_ratio`` its FLOPs and KV-cache bytes per token
+    over the dense model's (the cost model's exact figures); ``accuracy`` maps a zero-shot task to accuracy in 0..1; ``budget``
     groups the rows of one target, so that a model is only compared with the baselines of its own budget."""
 
     name: str
@@ -33,6 +34,8 @@ class Row:
     params: int
     ppl: dict[str, float]
     speed_ratio: float | None = None
+    flops_ratio: float | None = None
+    kv_ratio: float | None = None
     accuracy: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     budget: float | None = None
@@ -83,7 +86,7 @@ def _cells(rows: Sequence[Row], reference: str | None) -> tuple[list[str], list[
     against = {b: references(rows, reference) if reference is not None else
                references([row for row in rows if row.budget == b]) for b in budgets}
     versus = f"× {reference}" if reference is not None else "× best baseline"
-    headers = ["model", "kind", "removed", "params (M)"]
+    headers = ["model", "kind", "removed", "params (M)", "FLOPs × dense", "KV × dense"]
     headers += [f"{split} ppl" for split in splits]
     headers += [f"{split} {versus}" for split in splits]
     headers += ["tokens/s × dense"]
@@ -91,7 +94,8 @@ def _cells(rows: Sequence[Row], reference: str | None) -> tuple[list[str], list[
         headers += [f"{task} acc %" for task in tasks] + ["avg acc %"]
     body = []
     for row in rows:
-        cells = [row.name, row.kind, _num(100 * row.removed, 1, "%"), _num(row.params / 1e6, 1)]
+        cells = [row.name, row.kind, _num(100 * row.removed, 1, "%"), _num(row.params / 1e6, 1),
+                 _num(row.flops_ratio, 2, "×"), _num(row.kv_ratio, 2, "×")]
         cells += [_num(row.ppl.get(split), 1) for split in splits]
         for split in splits:
             ppl, base = row.ppl.get(split), against[row.budget].get(split)
@@ -123,7 +127,7 @@ def comparison_table(rows: Sequence[Row], reference: str | None = None, title: s
     headers, body = _cells(rows, reference)
     table = Table(title=title)
     for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i < 2 else "right", no_wrap=i == 0)
+        table.add_column(header, justify="left" if i < 2 else "right", no_wrap=i == 0, overflow="fold")
     for cells in body:
         table.add_row(*cells)
     return table

@@ -15,15 +15,15 @@ from prunesearch.predictor import Predictor
 from prunesearch.pruners.greedy import greedy_allocation
 from prunesearch.search.campaign import SEARCH, sensitivity_of
 from prunesearch.search.optimize import optuna_sampler, search
-from prunesearch.space import Architecture, SearchSpace, cost
+from prunesearch.space import Architecture, Limits, SearchSpace, cost
 
 
 def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 20000, out: Path | None = None,
                  seed: int = 0, sampler: str = "evolution", pessimism: float = 1.0,
-                 progress: bool = True) -> dict[str, Any]:
-    """Search ``directory``'s predictor at ``budget``, seeded with the greedy allocation (from the predictor's own
-    sensitivity tables) and an even MLP cut; with ``verify`` > 0, measure the top candidates on the predictor's
-    fidelity and keep the best measured one."""
+                 progress: bool = True, limits: Limits = Limits()) -> dict[str, Any]:
+    """Search ``directory``'s predictor at ``budget`` within ``limits``, seeded with the greedy allocation (from
+    the predictor's own sensitivity tables) and an even MLP cut; with ``verify`` > 0, measure the top candidates on
+    the predictor's fidelity and keep the best measured one."""
     start = time.perf_counter()
     predictor = Predictor.load(directory)
     space = SearchSpace.from_dict(predictor.meta["space"])
@@ -36,7 +36,7 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
              space.repair(Architecture.dense(space.shape), budget)]
     score = partial(predictor.predict_arrays, pessimism=pessimism)
     result = search(space, score, budget, seeds, trials=trials, seed=seed, top=max(verify, 1) * 4,
-                    sampler=optuna_sampler(sampler, seed), progress=progress)
+                    sampler=optuna_sampler(sampler, seed), progress=progress, limits=limits)
     best = result.candidates[0]
     predicted = (math.exp(best.predicted) if predictor.meta.get("objective", "ppl") == "ppl"
                  else -best.predicted)
@@ -46,8 +46,11 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
     if verify > 0:
         arch, record["verified"] = _verify(predictor, [c.arch for c in result.candidates[:verify]], progress)
     path = out or Path(directory).parent / f"search-{round(budget * 100)}.json"
-    Architecture(arch.shape, arch.layers, {**arch.meta, "budget": budget, "source": str(directory)}).save(path)
-    record.update(arch=str(path), removed=cost(arch).removed, seconds=time.perf_counter() - start)
+    meta = {**arch.meta, "budget": budget, "source": str(directory), **({"limits": limits.to_dict()} if limits else {})}
+    Architecture(arch.shape, arch.layers, meta).save(path)
+    figures = cost(arch)
+    record.update(arch=str(path), removed=figures.removed, flops_ratio=figures.flops / figures.dense_flops,
+                  kv_ratio=figures.kv_bytes / figures.dense_kv_bytes, seconds=time.perf_counter() - start)
     return record
 
 

@@ -2,6 +2,7 @@
 
 from prunesearch.space.architecture import Architecture, LayerArch
 from prunesearch.space.cost import Cost, cost, flops_per_token, kv_bytes_per_token, param_count
+from prunesearch.space.limits import Limits
 from prunesearch.space.search_space import SearchSpace
 from prunesearch.space.shape import ModelShape
 
@@ -9,6 +10,7 @@ __all__ = [
     "Architecture",
     "Cost",
     "LayerArch",
+    "Limits",
     "ModelShape",
     "SearchSpace",
     "cost",
