@@ -6,7 +6,9 @@ Usage: .venv/bin/python bench/limits.py --predictor runs/<campaign>/predictor [-
 
 The searched models come from ``reuse_search`` (no new pair, the predictor's own fidelity for the ``--verify`` top
 candidates: validation text). A heuristic has no notion of a ceiling, so each is taken at the least budget on a
-0.01 grid from ``--budget`` up whose architecture meets the limits (what a user without a search would do). The
+0.01 grid from ``--budget`` up whose architecture meets the limits (what a user without a search would do); a
+method that never cuts what a ceiling counts (LLM-BIP and the uniform MLP cut keep every KV head) is listed as
+unable to meet it. The
 unconstrained search at ``--budget`` is listed too: what the ceiling costs.
 """
 
@@ -16,6 +18,20 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+
+def least_budget(meets, start: float, coarse: float = 0.05, highest: float = 0.5) -> float | None:
+    """The least budget on a 0.01 grid from ``start`` at which ``meets(budget)`` holds: a 0.05 grid up first, then
+    0.01 steps back down (a heuristic's ceilings fall with its budget); None where even ``highest`` fails (a method
+    that never cuts what the ceiling counts, e.g. KV heads)."""
+    budget = round(start, 2)
+    while not meets(budget):
+        if budget >= highest:
+            return None
+        budget = round(min(budget + coarse, highest), 2)
+    while budget - 0.01 >= start - 1e-9 and meets(round(budget - 0.01, 2)):
+        budget = round(budget - 0.01, 2)
+    return budget
 
 
 def main() -> None:
@@ -46,16 +62,12 @@ def main() -> None:
                               out=args.out.with_name(f"limits-{'plain' if not lim else 'limited'}.json"))
         searched[name] = (record, time.perf_counter() - start)
     models = {name: ("searched", Architecture.load(record["arch"])) for name, (record, _) in searched.items()}
-    budgets = {}
+    budgets: dict[str, float | None] = {}
     for method in METHODS:
-        budget = args.budget
-        while True:
-            arch = baseline(method, loaded, round(budget, 2), progress=False)
-            if limits.met_by(cost(arch)) or budget >= 0.6:
-                break
-            budget += 0.01
-        budgets[method] = round(budget, 2)
-        models[f"{method} {budget:.0%}"] = ("baseline", arch)
+        found = least_budget(lambda b: limits.met_by(cost(baseline(method, loaded, b, progress=False))), args.budget)
+        budgets[method] = found
+        if found is not None:
+            models[f"{method} {found:.0%}"] = ("baseline", baseline(method, loaded, found, progress=False))
     rows = compare(loaded, models, args.tokens, speed_repeats=0, progress=False)
     result = {"budget": args.budget, "limits": limits.to_dict(), "tokens": args.tokens,
               "baseline_budgets": budgets,

@@ -256,6 +256,15 @@ def test_only_pairs_within_the_limits_can_win(finished):
     assert {p.number for p in plain} - {p.number for p in limited}, "and shuts out pairs that break it"
 
 
+def test_campaign_within_a_kv_ceiling_returns_a_winner_within_it(tiny_dir, tmp_path):
+    config = tiny_config(tiny_dir, max_kv=0.6, compare_tokens=0, final_top=0, refine_top=0)
+    summary = run_campaign(config, tmp_path / "run", progress=False)
+    best = Architecture.load(tmp_path / "run" / "best.json")
+    assert Limits(kv=0.6).met_by(cost(best)) and cost(best).removed >= 0.2 - 1e-9
+    assert summary["best"][0.2]["kv_ratio"] <= 0.6
+    assert "KV cache ≤ 60% of dense" in (tmp_path / "run" / "report.md").read_text()
+
+
 def test_predictor_refuses_a_foreign_model(finished):
     _, run_dir, _ = finished
     with pytest.raises(PrunesearchError, match="model"):
@@ -282,6 +291,11 @@ def test_cli_campaign_refuses_a_bad_config(tmp_path):
     bad.write_text("nonsense = 1\n")
     done = _cli(tmp_path, "campaign", "--config", str(bad))
     assert done.returncode == 2 and done.stderr.startswith("error:") and "nonsense" in done.stderr
+
+
+def test_cli_refuses_a_ceiling_outside_zero_to_one(tmp_path):
+    done = _cli(tmp_path, "search", "--predictor", str(tmp_path), "--budget", "0.2", "--max-kv", "1.5")
+    assert done.returncode == 2 and done.stderr.startswith("error:") and "max_kv" in done.stderr
 
 
 @pytest.mark.slow

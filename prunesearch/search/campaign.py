@@ -392,6 +392,7 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
             arch.save(run_dir / "best.json")
         best[budget] = {"path": str(path), "ppl": pair.ppl, "accuracy": pair.record.get("accuracy"),
                         "sampler": pair.sampler, "removed": pair.record["removed"],
+                        "flops_ratio": pair.record.get("flops_ratio"), "kv_ratio": pair.record.get("kv_ratio"),
                         "final_ppl": final.ppl if final else None,
                         "finalists": [{"trial": p.number, "sampler": p.sampler, "ppl": p.ppl,
                                        "final_ppl": f.ppl if f else None} for p, f in winners[budget]]}
