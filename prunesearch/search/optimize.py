@@ -148,8 +148,9 @@ class Decoder:
             rows = np.arange(len(short))
             grown = counts[short].copy()
             grown[rows, layer, 5] = grid[np.searchsorted(grid, mlp[rows, layer], "right").clip(max=len(grid) - 1)]
-            limited[short[room.any(1) & self._over_limits(grown)]] = True
-            accept = room.any(1) & ~self._over(grown)
+            blocked = self._over_limits(grown)
+            limited[short[room.any(1) & blocked]] = True
+            accept = room.any(1) & ~blocked & (self.params(grown) <= self.high)
             if not accept.any():
                 break
             counts[short[accept]] = grown[accept]
