@@ -16,7 +16,8 @@ from prunesearch.paths import atomic_write_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search for the best structurally pruned version of a LLaMA-family model.")
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 240)
+"""Piped or logged output has no terminal to fit: tables print whole instead of at rich's default 80 columns."""
 err = Console(stderr=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'smollm2-135m' (built in) or a local checkpoint dir")]

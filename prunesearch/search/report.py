@@ -123,11 +123,13 @@ def comparison_markdown(rows: Sequence[Row], reference: str | None = None) -> st
 
 
 def comparison_table(rows: Sequence[Row], reference: str | None = None, title: str | None = None) -> Table:
-    """The same comparison as ``comparison_markdown`` for a rich console."""
+    """The same comparison as ``comparison_markdown`` for a rich console: every cell on one line (a narrow terminal
+    wraps the headers, never a number)."""
     headers, body = _cells(rows, reference)
     table = Table(title=title)
     for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i < 2 else "right", no_wrap=i == 0, overflow="fold")
+        widest = max((len(cells[i]) for cells in body), default=0)
+        table.add_column(header, justify="left" if i < 2 else "right", min_width=widest, overflow="fold")
     for cells in body:
         table.add_row(*cells)
     return table
