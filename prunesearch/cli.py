@@ -26,6 +26,9 @@ MaxFlopsOpt = Annotated[Optional[float], typer.Option(
     help="Also keep at most this fraction of the dense model's FLOPs per token (512-token context)")]
 MaxKvOpt = Annotated[Optional[float], typer.Option(
     help="Also keep at most this fraction of the dense model's KV-cache bytes per token")]
+RefitOpt = Annotated[Optional[bool], typer.Option(
+    "--refit/--no-refit", help="Refit each pruned layer's output projection by least squares on calibration text "
+                               "(default: as the architecture was searched)")]
 
 
 def _task_names(tasks: str | None, limit: int | None) -> tuple[str, ...]:
@@ -96,6 +99,10 @@ def _summary(record: dict) -> None:
     out.print(table)
     out.print(f"removed {record['removed']:.2%} of parameters, {record['blocks_removed']} blocks; "
               f"model fingerprint {record['fingerprint']}")
+    if record.get("refit"):
+        spec = record["refit"]
+        out.print(f"output projections refitted by least squares on {spec['count']} x {spec['length']} tokens of "
+                  f"{spec['data']} (damp {spec['damp']})")
 
 
 @app.command()
@@ -110,6 +117,7 @@ def evaluate(
     tasks: Annotated[Optional[str], typer.Option(
         help="Also zero-shot accuracy through lm-eval: comma-separated tasks, or paper7 for the 7-task set")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents of each task")] = None,
+    refit: RefitOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Materialize an architecture and measure perplexity, cost and speed beside the dense model."""
@@ -117,6 +125,7 @@ def evaluate(
     from prunesearch.evaluate.zeroshot import evaluate_tasks
     from prunesearch.models import load_model
     from prunesearch.pruners import materialize
+    from prunesearch.pruners.refit import resolve_refit
     from prunesearch.space import Architecture, ModelShape
 
     task_names = _task_names(tasks, limit)
@@ -126,13 +135,14 @@ def evaluate(
     arch = Architecture.load(arch_path, shape) if arch_path else Architecture.dense(shape)
     if task_names:  # units chosen once, so the zero-shot model is the very one whose perplexity is measured
         arch = with_units(loaded, arch)
+    applied = resolve_refit(loaded, refit, [arch], progress=not as_json)
     record = evaluate_architecture(
         loaded, arch, EvalSpec(data=data, window=window, max_tokens=max_tokens), with_dense=dense,
-        speed_repeats=speed_repeats,
+        speed_repeats=speed_repeats, refit=applied,
     )
     record["arch"] = str(arch_path) if arch_path else "dense"
     if task_names:
-        zero_shot = evaluate_tasks(materialize(loaded.model, arch), loaded.tokenizer, task_names, limit,
+        zero_shot = evaluate_tasks(materialize(loaded.model, arch, applied), loaded.tokenizer, task_names, limit,
                                    fingerprint=loaded.fingerprint)
         record.update(tasks=zero_shot["tasks"], zero_shot_avg=zero_shot["zero_shot_avg"], task_limit=limit)
         record["versions"]["lm_eval"] = zero_shot["lm_eval"]
@@ -165,19 +175,25 @@ def export(
     arch_path: Annotated[Path, typer.Option("--arch", help="Architecture JSON")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the pruned model")],
     model: ModelOpt = "smollm2-135m",
+    refit: RefitOpt = None,
 ) -> None:
     """Write the pruned model as a Hugging Face directory (loads with AutoModelForCausalLM)."""
     from prunesearch.evaluate import with_units
     from prunesearch.models import load_model
     from prunesearch.paths import atomic_dir
     from prunesearch.pruners import materialize
+    from prunesearch.pruners.refit import resolve_refit
     from prunesearch.space import Architecture, ModelShape
 
     _quiet_libraries()
     loaded = load_model(model)
     arch = with_units(loaded, Architecture.load(arch_path, ModelShape.from_config(loaded.model.config)))
+    applied = resolve_refit(loaded, refit, [arch])
     arch.meta.update(model=model, fingerprint=loaded.fingerprint)
-    pruned = materialize(loaded.model, arch)
+    arch.meta.pop("refit", None)
+    if applied:
+        arch.meta["refit"] = applied.spec.to_dict()
+    pruned = materialize(loaded.model, arch, applied)
     with atomic_dir(out_dir) as tmp:
         pruned.save_pretrained(tmp)
         loaded.tokenizer.save_pretrained(tmp)
@@ -307,6 +323,9 @@ def campaign(
     task_limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents per task")] = None,
     max_flops: MaxFlopsOpt = None,
     max_kv: MaxKvOpt = None,
+    refit: Annotated[Optional[bool], typer.Option(
+        "--refit/--no-refit", help="Refit each pruned layer's output projection by least squares on calibration "
+                                   "text, in every pair and every compared model")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Priors, measured pairs, XGBoost predictor, Optuna search, verified winners, comparison and report."""
@@ -323,7 +342,7 @@ def campaign(
                             compare_tokens=compare_tokens, name=name,
                             storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
                             greedy_stages=greedy_stages, final_top=final_top, final_tokens=final_tokens,
-                            task_limit=task_limit, max_flops=max_flops, max_kv=max_kv,
+                            task_limit=task_limit, max_flops=max_flops, max_kv=max_kv, refit=refit,
                             tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
     summary = run_campaign(settings, run_dir, progress=True)
@@ -353,8 +372,8 @@ def worker(
     from prunesearch.evaluate.worker import join, work
 
     _quiet_libraries()
-    store, loaded, fidelity = join(storage, campaign_name, model)
-    done = work(store, loaded, fidelity, idle=idle, progress=not as_json)
+    store, loaded, fidelity, refit = join(storage, campaign_name, model)
+    done = work(store, loaded, fidelity, idle=idle, progress=not as_json, refit=refit)
     record = {"campaign": campaign_name, "evaluated": len(done), "trials": [p.number for p in done]}
     if as_json:
         sys.stdout.write(json.dumps(record) + "\n")
@@ -401,11 +420,15 @@ def compare_command(
         help="Also zero-shot accuracy: comma-separated tasks, or paper7")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents of each task")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the table as markdown")] = None,
+    refit: Annotated[Optional[bool], typer.Option(
+        "--refit/--no-refit", help="Refit every pruned model's output projections by least squares, the baselines "
+                                   "too (default: on when a searched architecture was searched with it)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The searched model(s) and every heuristic baseline on held-out test text, in one run and one table."""
     from prunesearch.models import load_model
     from prunesearch.pruners.baselines import METHODS
+    from prunesearch.pruners.refit import resolve_refit
     from prunesearch.search.compare import baselines_at, check_model, compare
     from prunesearch.search.report import comparison_markdown, comparison_table, rows_to_json
     from prunesearch.space import Architecture, ModelShape, SearchSpace
@@ -424,15 +447,19 @@ def compare_command(
         arch = Architecture.load(path, shape)
         check_model(loaded, arch, str(path))
         models[f"searched: {path}"] = ("searched", arch)
+    applied = resolve_refit(loaded, refit, [arch for _, arch in models.values()], progress=not as_json)
     models.update(baselines_at(loaded, budget, chosen, progress=not as_json))
-    rows = compare(loaded, models, max_tokens, tasks=task_names, limit=limit, progress=not as_json)
+    rows = compare(loaded, models, max_tokens, tasks=task_names, limit=limit, progress=not as_json, refit=applied)
     if out_path:
         atomic_write_text(out_path, comparison_markdown(rows) + "\n")
     if as_json:
         sys.stdout.write(json.dumps({"budget": budget, "max_tokens": max_tokens, "limit": limit,
-                                     "fingerprint": loaded.fingerprint, "rows": rows_to_json(rows)}) + "\n")
+                                     "fingerprint": loaded.fingerprint,
+                                     "refit": applied.spec.to_dict() if applied else None,
+                                     "rows": rows_to_json(rows)}) + "\n")
         return
-    out.print(comparison_table(rows, title=f"{loaded.name} at {budget:.0%}: held-out test text"))
+    title = f"{loaded.name} at {budget:.0%}: held-out test text" + (", every model refitted" if applied else "")
+    out.print(comparison_table(rows, title=title))
 
 
 def main() -> None:

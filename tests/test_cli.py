@@ -148,6 +148,25 @@ def test_export_loads_with_auto_class(sampled, tiny_dir, env, tmp_path):
     assert saved.key() == arch.key()
 
 
+@needs_ptb
+def test_export_with_refit_records_it_and_a_reexport_follows_it(sampled, tiny_dir, env, tmp_path):
+    import torch
+
+    from prunesearch.pruners import materialize
+
+    fitted, again = tmp_path / "fitted", tmp_path / "again"
+    assert_ok(run(env, "export", "--model", tiny_dir, "--arch", sampled, "--out", fitted, "--refit"))
+    saved = Architecture.load(fitted / "architecture.json", tiny_shape(tiny_dir))
+    assert saved.meta["refit"]["damp"] > 0
+    assert_ok(run(env, "export", "--model", tiny_dir, "--arch", fitted / "architecture.json", "--out", again))
+    first, second = (AutoModelForCausalLM.from_pretrained(d).state_dict() for d in (fitted, again))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    plain = materialize(AutoModelForCausalLM.from_pretrained(tiny_dir), saved).state_dict()
+    assert sum(p.numel() for p in plain.values()) == sum(p.numel() for p in first.values())
+    changed = [k for k in first if not torch.equal(first[k], plain[k])]
+    assert changed and all(k.endswith(("down_proj.weight", "o_proj.weight")) for k in changed)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # User mistakes: exit code 2, one error line, no traceback
 

@@ -47,3 +47,19 @@ def test_real_model_prunes_saves_loads_and_generates(real, tmp_path):
 def test_real_dense_perplexity_is_sane(real):
     windows = eval_windows(token_ids(real.tokenizer, "wiki-valid"), 512, 1024)
     assert 5 < perplexity(real.model, windows, progress=False).ppl < 30
+
+
+def test_real_refit_lowers_held_out_perplexity(real):
+    """The least-squares refit, calibrated on PTB train, must help on test text of both corpora."""
+    from prunesearch.pruners import RefitSpec, load_refit
+    from prunesearch.space import Architecture
+
+    shape = ModelShape.from_config(real.model.config)
+    even = SearchSpace(shape).repair(Architecture.dense(shape), 0.2)
+    arch = with_units(real, even, CalibrationSpec(count=8, length=128))
+    refit = load_refit(real.model, real.tokenizer, real.fingerprint, RefitSpec(count=32), progress=False)
+    plain, fitted = materialize(real.model, arch), materialize(real.model, arch, refit)
+    for split in ("ptb-test", "wiki-test"):
+        windows = eval_windows(token_ids(real.tokenizer, split), 512, 2048)
+        before, after = (perplexity(m, windows, progress=False).ppl for m in (plain, fitted))
+        assert after < 0.97 * before, (split, before, after)

@@ -19,6 +19,7 @@ from prunesearch.errors import BudgetError, PrunesearchError
 from prunesearch.evaluate.store import PairStore, default_storage
 from prunesearch.predictor import Predictor
 from prunesearch.evaluate import worker as worker_module
+from prunesearch.pruners import RefitSpec
 from prunesearch.pruners.greedy import mlp_step_params
 from prunesearch.search.campaign import PRIOR, RANDOM, design, eligible_pairs, final_study, space_for, run_campaign
 from prunesearch.search.config import CampaignConfig
@@ -263,6 +264,19 @@ def test_campaign_within_a_kv_ceiling_returns_a_winner_within_it(tiny_dir, tmp_p
     assert Limits(kv=0.6).met_by(cost(best)) and cost(best).removed >= 0.2 - 1e-9
     assert summary["best"][0.2]["kv_ratio"] <= 0.6
     assert "KV cache ≤ 60% of dense" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_a_refit_campaign_measures_compares_and_records_refitted_models(tiny_dir, tmp_path):
+    config = tiny_config(tiny_dir, refit=True, pairs=8, compare_tokens=64, final_top=0, refine_top=0)
+    summary = run_campaign(config, tmp_path / "run", progress=False)
+    spec = RefitSpec().to_dict()
+    assert Architecture.load(tmp_path / "run" / "best.json").meta["refit"] == spec
+    assert Predictor.load(tmp_path / "run" / "predictor").meta["refit"] == spec
+    assert "least-squares refit" in (tmp_path / "run" / "report.md").read_text()
+    assert "refit moments" in summary["seconds"]
+    with pytest.raises(PrunesearchError, match="materialized its pairs with refit"):
+        run_campaign(tiny_config(tiny_dir, pairs=8, compare_tokens=64, final_top=0, refine_top=0),
+                     tmp_path / "run", progress=False)
 
 
 def test_predictor_refuses_a_foreign_model(finished):

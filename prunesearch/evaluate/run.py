@@ -20,7 +20,8 @@ from prunesearch.evaluate.store import Fidelity
 from prunesearch.errors import ArchitectureError
 from prunesearch.models import LoadedModel
 from prunesearch.paths import atomic_write_text, cache_dir
-from prunesearch.pruners import CalibrationSpec, UnitScores, activation_scores, calibrate, materialize, select_units
+from prunesearch.pruners import (CalibrationSpec, Refit, UnitScores, activation_scores, calibrate, materialize,
+                                 select_units)
 from prunesearch.space import Architecture, cost
 
 
@@ -73,11 +74,13 @@ def evaluate_architecture(
     with_dense: bool = True,
     speed_repeats: int = 5,
     progress: bool = True,
+    refit: Refit | None = None,
 ) -> dict[str, Any]:
-    """Measure ``arch`` on held-out text and return one flat record (the CLI's ``--json`` object)."""
+    """Measure ``arch`` (materialized with ``refit``, if given) on held-out text and return one flat record (the
+    CLI's ``--json`` object)."""
     parse_dataset(spec.data)
     arch = with_units(loaded, arch, calibration, progress)
-    pruned = materialize(loaded.model, arch)
+    pruned = materialize(loaded.model, arch, refit)
     windows = eval_windows(token_ids(loaded.tokenizer, spec.data), spec.window, spec.max_tokens)
     result = perplexity(pruned, windows, spec.batch_size, progress, desc="pruned perplexity")
     costs = cost(arch, seq_len=spec.window)
@@ -101,6 +104,7 @@ def evaluate_architecture(
         "model": loaded.name,
         "arch_key": arch.key(),
         "calibration": asdict(calibration),
+        "refit": refit.spec.to_dict() if refit else None,
         "versions": environment(),
     }
     if with_dense:
@@ -117,15 +121,15 @@ def evaluate_architecture(
 
 
 def measure(loaded: LoadedModel, arch: Architecture, fidelity: Fidelity, scores: UnitScores | None = None,
-            progress: bool = False) -> dict[str, Any]:
-    """One search-time pair: ``arch`` (units chosen by ``scores`` unless it names them) materialized and
-    measured on the fidelity's text; ``ppl`` pools every scored token of every data set."""
+            progress: bool = False, refit: Refit | None = None) -> dict[str, Any]:
+    """One search-time pair: ``arch`` (units chosen by ``scores`` unless it names them) materialized (with
+    ``refit``, if given) and measured on the fidelity's text; ``ppl`` pools every scored token of every data set."""
     start = time.perf_counter()
     if not arch.has_indices:
         if scores is None:
             raise ArchitectureError("the architecture lacks unit indices and no scores were given to choose them")
         arch = select_units(arch, scores)
-    pruned = materialize(loaded.model, arch)
+    pruned = materialize(loaded.model, arch, refit)
     total, count, per_split = 0.0, 0, {}
     for data in fidelity.data:
         ids = token_ids(loaded.tokenizer, data)

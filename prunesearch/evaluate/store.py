@@ -201,6 +201,10 @@ class PairStore:
         for key, what in (("space", "search space"), ("fidelity", "fidelity")):
             if stored[key] != given[key]:
                 raise PrunesearchError(f"{name} was run with another {what}: {_differences(stored[key], given[key])}")
+        refit = stored.get("refit"), given.get("refit")
+        if refit[0] != refit[1]:
+            raise PrunesearchError(f"{name} materialized its pairs with refit {json.dumps(refit[0])}, "
+                                   f"not {json.dumps(refit[1])}")
         units = stored.get("units", "activation"), given.get("units", "activation")
         if units[0] != units[1]:
             raise PrunesearchError(f"{name} chose units by {units[0]} scores, not {units[1]}")

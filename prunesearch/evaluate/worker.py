@@ -19,6 +19,7 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate.run import measure
 from prunesearch.evaluate.store import Fidelity, Pair, PairStore
 from prunesearch.models import LoadedModel, load_model
+from prunesearch.pruners import Refit, RefitSpec, load_refit
 
 POLL = 2.0
 """Seconds between looks at the storage while others' trials run and nothing waits."""
@@ -29,9 +30,10 @@ def worker_name() -> str:
 
 
 def work(store: PairStore, loaded: LoadedModel, fidelity: Fidelity, idle: float | None = None,
-         progress: bool = False, desc: str = "evaluating") -> list[Pair]:
+         progress: bool = False, desc: str = "evaluating", refit: Refit | None = None) -> list[Pair]:
     """Claim, measure and complete queued trials until none waits and none runs anywhere (``idle`` None), or
     until nothing was claimable for ``idle`` seconds (a standing worker). Returns the pairs this call measured.
+    Every model is materialized with the campaign's ``refit`` (None: plain).
 
     An evaluation error FAILs the trial with its reason and is raised; a collapse (ppl inf/nan) is a result."""
     name, done, quiet_since = worker_name(), [], time.monotonic()
@@ -48,7 +50,7 @@ def work(store: PairStore, loaded: LoadedModel, fidelity: Fidelity, idle: float 
             trial, arch = claimed
             try:
                 with store.heartbeat(trial):
-                    record = measure(loaded, arch, fidelity)
+                    record = measure(loaded, arch, fidelity, refit=refit)
             except BaseException as exc:
                 store.fail(trial, f"{type(exc).__name__}: {exc}")
                 raise
@@ -63,13 +65,16 @@ def work(store: PairStore, loaded: LoadedModel, fidelity: Fidelity, idle: float 
             bar.set_postfix(ppl=f"{done[-1].ppl:.1f}")
 
 
-def join(storage: str, campaign: str, model: str | None = None) -> tuple[PairStore, LoadedModel, Fidelity]:
+def join(storage: str, campaign: str, model: str | None = None
+         ) -> tuple[PairStore, LoadedModel, Fidelity, Refit | None]:
     """Open a running campaign as a worker: its store, its model (the campaign's, or ``model`` where the same
-    checkpoint lies at another path on this machine) checked by fingerprint, and its fidelity."""
+    checkpoint lies at another path on this machine) checked by fingerprint, its fidelity and its refit."""
     store = PairStore(storage, campaign)
     meta = store.meta
     loaded = load_model(model or meta["model"])
     if loaded.fingerprint != meta["fingerprint"]:
         raise PrunesearchError(f"campaign '{campaign}' is for model {meta['fingerprint']}; "
                                f"{model or meta['model']} is {loaded.fingerprint}")
-    return store, loaded, Fidelity.from_dict(meta["fidelity"])
+    spec = meta.get("refit")
+    refit = load_refit(loaded.model, loaded.tokenizer, loaded.fingerprint, RefitSpec.from_dict(spec)) if spec else None
+    return store, loaded, Fidelity.from_dict(meta["fidelity"]), refit

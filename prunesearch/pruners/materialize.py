@@ -9,6 +9,7 @@ from transformers import PreTrainedModel
 
 from prunesearch.errors import ArchitectureError
 from prunesearch.models.modeling_pruned_llama import PrunedLlamaConfig, PrunedLlamaForCausalLM
+from prunesearch.pruners.refit import Refit
 from prunesearch.space.architecture import Architecture, LayerArch
 from prunesearch.space.shape import ModelShape
 
@@ -89,9 +90,16 @@ def _copy(dst: nn.Module, src: nn.Module, rows: torch.Tensor | None = None, cols
         dst.bias = _param(src.bias[rows] if rows is not None else src.bias)
 
 
+def _refit(dst: nn.Linear, src: nn.Linear, refit: Refit | None, part: str, layer: int, cols: torch.Tensor) -> None:
+    """With a ``refit``, replace the kept columns ``dst`` was given by their least-squares refit (see ``Refit``)."""
+    if refit is not None and len(cols) < src.in_features:
+        dst.weight = _param(refit.projection(src.weight, part, layer, cols))
+
+
 @torch.no_grad()
-def materialize(dense: PreTrainedModel, arch: Architecture) -> PrunedLlamaForCausalLM:
-    """Build the pruned model from the dense one; ``arch`` must say which units it keeps (see ``select_units``)."""
+def materialize(dense: PreTrainedModel, arch: Architecture, refit: Refit | None = None) -> PrunedLlamaForCausalLM:
+    """Build the pruned model from the dense one; ``arch`` must say which units it keeps (see ``select_units``).
+    With ``refit``, each output projection that lost input columns is refitted to the dense layer's output."""
     shape = ModelShape.from_config(dense.config)
     if arch.shape != shape:
         raise ArchitectureError("the architecture was made for a model of another shape than this one")
@@ -118,11 +126,13 @@ def materialize(dense: PreTrainedModel, arch: Architecture) -> PrunedLlamaForCau
             _copy(dst.self_attn.k_proj, src.self_attn.k_proj, rows=rows["k"])
             _copy(dst.self_attn.v_proj, src.self_attn.v_proj, rows=rows["v"])
             _copy(dst.self_attn.o_proj, src.self_attn.o_proj, cols=rows["o"])
+            _refit(dst.self_attn.o_proj, src.self_attn.o_proj, refit, "attn", i, rows["o"])
         if layer.has_mlp:
             _copy(dst.post_attention_layernorm, src.post_attention_layernorm)
             _copy(dst.mlp.gate_proj, src.mlp.gate_proj, rows=rows["mlp"])
             _copy(dst.mlp.up_proj, src.mlp.up_proj, rows=rows["mlp"])
             _copy(dst.mlp.down_proj, src.mlp.down_proj, cols=rows["mlp"])
+            _refit(dst.mlp.down_proj, src.mlp.down_proj, refit, "mlp", i, rows["mlp"])
     model.to(dense.device)
     model.generation_config = dense.generation_config
     return model.eval()

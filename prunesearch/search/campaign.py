@@ -26,7 +26,7 @@ from prunesearch.evaluate.store import Fidelity, Pair, PairStore, default_storag
 from prunesearch.models import LoadedModel, load_model
 from prunesearch.paths import atomic_write_text
 from prunesearch.predictor import FeatureContext, Predictor
-from prunesearch.pruners import CalibrationSpec, select_units
+from prunesearch.pruners import CalibrationSpec, Refit, RefitSpec, load_refit, select_units
 from prunesearch.pruners.baselines import baseline
 from prunesearch.pruners.greedy import greedy
 from prunesearch.pruners.priors import Priors, compute_priors
@@ -85,6 +85,7 @@ class Setup:
     calibration: CalibrationSpec = field(default_factory=CalibrationSpec)
     seconds: dict[str, float] = field(default_factory=dict)
     probes: dict[float, Sensitivity] = field(default_factory=dict)
+    refit: Refit | None = None
 
     @property
     def scores(self):
@@ -112,8 +113,10 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
         Decoder(space, budget, config.slack, config.limits())  # refuses an impossible budget or limit up front
     fidelity = config.fidelity()
     storage = config.storage or default_storage(run_dir)
+    refit_spec = RefitSpec() if config.refit else None
     meta = {"fingerprint": loaded.fingerprint, "space": space.to_dict(), "fidelity": fidelity.to_dict(),
-            "model": loaded.name, "units": config.units, "heartbeat": config.heartbeat}
+            "model": loaded.name, "units": config.units, "heartbeat": config.heartbeat,
+            "refit": refit_spec.to_dict() if refit_spec else None}
     store = PairStore(storage, config.campaign, meta)
     final = config.final_fidelity()
     finals = None if final is None else PairStore(storage, final_study(config.campaign),
@@ -126,7 +129,13 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
                        scores_key(calibration, loaded.fingerprint, config.units), SensitivitySpec(), progress)
     seconds["sensitivity probes"] = time.perf_counter() - start
     ctx = feature_context(priors, sens, shape)
-    return Setup(config, loaded, space, priors, sens, ctx, fidelity, store, finals, calibration, seconds)
+    refit = None
+    if refit_spec:
+        start = time.perf_counter()
+        refit = load_refit(loaded.model, loaded.tokenizer, loaded.fingerprint, refit_spec, progress)
+        seconds["refit moments"] = time.perf_counter() - start
+    return Setup(config, loaded, space, priors, sens, ctx, fidelity, store, finals, calibration, seconds,
+                 refit=refit)
 
 
 def seeds_at(setup: Setup, budget: float, progress: bool = True) -> dict[str, Architecture]:
@@ -202,7 +211,7 @@ def measure_all(setup: Setup, items: list[tuple[Architecture, str]], desc: str, 
 
 def drain(setup: Setup, desc: str, progress: bool = True) -> list[Pair]:
     """Evaluate queued work until none waits or runs anywhere (workers elsewhere may take part)."""
-    return work(setup.store, setup.loaded, setup.fidelity, progress=progress, desc=desc)
+    return work(setup.store, setup.loaded, setup.fidelity, progress=progress, desc=desc, refit=setup.refit)
 
 
 def fill_design(setup: Setup, seeds: dict[float, dict[str, Architecture]], progress: bool = True) -> None:
@@ -241,9 +250,13 @@ def fit(setup: Setup, extra_meta: dict[str, Any] | None = None) -> Predictor:
     archs, y, _, _ = training_data(setup.store, setup.config.objective)
     meta = {"fingerprint": setup.loaded.fingerprint, "model": setup.loaded.name, "space": setup.space.to_dict(),
             "fidelity": setup.fidelity.to_dict(), "calibration": asdict(setup.calibration), "n_train": len(y),
-            "units": setup.config.units, "objective": setup.config.objective,
+            "units": setup.config.units, "objective": setup.config.objective, "refit": _refit_meta(setup),
             **(extra_meta or {})}
     return Predictor(setup.ctx).fit(archs, y, meta)
+
+
+def _refit_meta(setup: Setup) -> dict[str, Any] | None:
+    return setup.refit.spec.to_dict() if setup.refit else None
 
 
 def search_seeds(store: PairStore | None, heuristics: list[Architecture], budget: float,
@@ -297,7 +310,8 @@ def finalists(setup: Setup, budget: float, progress: bool = True,
             if p.arch.key(units=True) in wanted]
     for pair in top:
         setup.finals.enqueue(_tagged(pair.arch, trial=pair.number), pair.sampler)
-    work(setup.finals, setup.loaded, config.final_fidelity(), progress=progress, desc=f"finalists {budget:.0%}")
+    work(setup.finals, setup.loaded, config.final_fidelity(), progress=progress, desc=f"finalists {budget:.0%}",
+         refit=setup.refit)
     longer = {p.arch.key(units=True): p for p in setup.finals.pairs(include_collapsed=True)}
     read = [(pair, longer.get(pair.arch.key(units=True))) for pair in top]
     return sorted(read, key=lambda item: item[1].loss(config.objective) if item[1] else math.inf)
@@ -385,6 +399,7 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
         pair, final = winners[budget][0]
         arch = _tagged(pair.arch, budget=budget, sampler=pair.sampler, fidelity_ppl=pair.ppl, trial=pair.number,
                        campaign=config.campaign, fingerprint=setup.loaded.fingerprint,
+                       **({"refit": _refit_meta(setup)} if setup.refit else {}),
                        **({"final_ppl": final.ppl, "final_tokens": config.final_tokens} if final else {}))
         path = run_dir / f"best-{round(budget * 100)}.json"
         arch.save(path)
@@ -496,13 +511,16 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
             models = {f"searched {tag}%": ("searched", arch), f"greedy {tag}%": ("greedy", heuristics["greedy"])}
             models.update({f"{n} {tag}%": ("baseline", a) for n, a in heuristics.items() if n != "greedy"})
             budget_rows = compare(setup.loaded, models, setup.config.compare_tokens, tasks=setup.config.tasks,
-                                  limit=setup.config.task_limit, progress=progress)
+                                  limit=setup.config.task_limit, progress=progress, refit=setup.refit)
             for row in budget_rows[1:]:
                 row.budget = budget
             rows += budget_rows if not rows else budget_rows[1:]
     summary = {"model": setup.loaded.name, "fingerprint": setup.loaded.fingerprint,
                "budgets": ", ".join(f"{b:.0%}" for b in setup.config.budgets),
                "limits": setup.config.limits().describe(), "pairs": len(pairs),
+               "refit": (f"least-squares refit of output projections, every pruned model "
+                         f"({setup.refit.spec.count} x {setup.refit.spec.length} tokens of {setup.refit.spec.data}, "
+                         f"damp {setup.refit.spec.damp})" if setup.refit else "none"),
                "fidelity": f"{setup.fidelity.tokens} tokens of {' + '.join(setup.fidelity.data)} "
                            f"({setup.fidelity.window}-token windows)",
                "comparison text": f"first {setup.config.compare_tokens} tokens of each test split",

@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 from prunesearch.errors import ArchitectureError
 from prunesearch.evaluate import EvalSpec, evaluate_architecture, with_units
 from prunesearch.models import LoadedModel
-from prunesearch.pruners import materialize
+from prunesearch.pruners import Refit, materialize
 from prunesearch.pruners.baselines import METHODS, baseline
 from prunesearch.search.report import Row
 from prunesearch.space import Architecture, cost
@@ -30,21 +30,22 @@ def check_model(loaded: LoadedModel, arch: Architecture, where: str) -> None:
         raise ArchitectureError(f"{where} was made for model {fingerprint}, not {loaded.name} ({loaded.fingerprint})")
 
 
-def _accuracy(loaded: LoadedModel, arch: Architecture | None, tasks: Sequence[str], limit: int | None
-              ) -> dict[str, float]:
+def _accuracy(loaded: LoadedModel, arch: Architecture | None, tasks: Sequence[str], limit: int | None,
+              refit: Refit | None = None) -> dict[str, float]:
     from prunesearch.evaluate.zeroshot import evaluate_tasks
 
-    model = loaded.model if arch is None else materialize(loaded.model, arch)
+    model = loaded.model if arch is None else materialize(loaded.model, arch, refit)
     scores = evaluate_tasks(model, loaded.tokenizer, tasks, limit, fingerprint=loaded.fingerprint, progress=False)
     return {task: entry["value"] for task, entry in scores["tasks"].items()}
 
 
 def compare(loaded: LoadedModel, models: Mapping[str, tuple[str, Architecture]], max_tokens: int | None,
             splits: tuple[str, ...] = TEST_SPLITS, speed_repeats: int = 2, tasks: Sequence[str] = (),
-            limit: int | None = None, progress: bool = True) -> list[Row]:
+            limit: int | None = None, progress: bool = True, refit: Refit | None = None) -> list[Row]:
     """One row for the dense model and one per ``name -> (kind, architecture)``: perplexity on every test split
     (first ``max_tokens`` tokens each), tokens/s against dense measured interleaved, and with ``tasks`` the
-    zero-shot accuracy of each (first ``limit`` documents per task)."""
+    zero-shot accuracy of each (first ``limit`` documents per task). A ``refit`` applies to every pruned model
+    alike, searched and heuristic, so the table compares allocations, not materializers."""
     rows: list[Row] = []
     dense: dict[str, float] = {}
     for name, (kind, arch) in tqdm(models.items(), desc="compare", disable=not progress, leave=False):
@@ -52,12 +53,13 @@ def compare(loaded: LoadedModel, models: Mapping[str, tuple[str, Architecture]],
         ppl, record = {}, {}
         for i, split in enumerate(splits):
             record = evaluate_architecture(loaded, arch, EvalSpec(data=split, max_tokens=max_tokens),
-                                           speed_repeats=speed_repeats if i == 0 else 0, progress=False)
+                                           speed_repeats=speed_repeats if i == 0 else 0, progress=False,
+                                           refit=refit)
             ppl[split] = record["ppl"]
             dense[split] = record["dense_ppl"]
             if i == 0:
                 speed = record.get("speed_ratio")
-        accuracy = _accuracy(loaded, arch, tasks, limit) if tasks else {}
+        accuracy = _accuracy(loaded, arch, tasks, limit, refit) if tasks else {}
         rows.append(Row(name=name, kind=kind, removed=record["removed"], params=record["params"], ppl=ppl,
                         speed_ratio=speed, flops_ratio=record["flops"] / record["dense_flops"],
                         kv_ratio=record["kv_bytes"] / record["dense_kv_bytes"], accuracy=accuracy, extra={"arch_key": arch.key(), "tokens": record["tokens"]}))

@@ -39,6 +39,8 @@ class CampaignConfig:
     evaluation's heartbeats; a trial silent for twice that is retried by another worker. ``max_flops``/``max_kv``:
     ceilings on FLOPs and KV-cache bytes per token as fractions of dense, for every budget (``Limits``); the
     search then removes more than the budget wherever a ceiling needs it, and only pairs within them can win.
+    ``refit``: materialize every pruned model with the least-squares refit of its output projections
+    (``prunesearch.pruners.refit``), the pairs and the comparison's baselines alike.
     """
 
     model: str = "smollm2-135m"
@@ -73,6 +75,7 @@ class CampaignConfig:
     heartbeat: int = 10
     max_flops: float | None = None
     max_kv: float | None = None
+    refit: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

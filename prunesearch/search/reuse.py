@@ -46,7 +46,8 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
     if verify > 0:
         arch, record["verified"] = _verify(predictor, [c.arch for c in result.candidates[:verify]], progress)
     path = out or Path(directory).parent / f"search-{round(budget * 100)}.json"
-    meta = {**arch.meta, "budget": budget, "source": str(directory), **({"limits": limits.to_dict()} if limits else {})}
+    meta = {**arch.meta, "budget": budget, "source": str(directory), **({"limits": limits.to_dict()} if limits else {}),
+            **({"refit": predictor.meta["refit"]} if predictor.meta.get("refit") else {})}
     Architecture(arch.shape, arch.layers, meta).save(path)
     figures = cost(arch)
     record.update(arch=str(path), removed=figures.removed, flops_ratio=figures.flops / figures.dense_flops,
@@ -57,7 +58,7 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
 def _verify(predictor: Predictor, candidates: list[Architecture], progress: bool) -> tuple[Architecture, list]:
     """Measure ``candidates`` on the predictor's fidelity with the model it was trained for."""
     from prunesearch.models import load_model
-    from prunesearch.pruners import CalibrationSpec, select_units
+    from prunesearch.pruners import CalibrationSpec, RefitSpec, load_refit, select_units
     from prunesearch.pruners.priors import compute_priors
 
     meta = predictor.meta
@@ -67,10 +68,12 @@ def _verify(predictor: Predictor, candidates: list[Architecture], progress: bool
     calibration = CalibrationSpec(**meta["calibration"])
     scores = compute_priors(loaded, calibration, progress=progress).unit[meta.get("units", "activation")]
     fidelity = Fidelity.from_dict(meta["fidelity"])
+    refit = (load_refit(loaded.model, loaded.tokenizer, loaded.fingerprint, RefitSpec.from_dict(meta["refit"]),
+                        progress) if meta.get("refit") else None)
     measured = []
     for arch in candidates:
         arch = select_units(arch, scores)
-        measured.append((Pair(0, arch, SEARCH, measure(loaded, arch, fidelity, scores))))
+        measured.append((Pair(0, arch, SEARCH, measure(loaded, arch, fidelity, scores, refit=refit))))
     objective = meta.get("objective", "ppl")
     best = min(measured, key=lambda p: p.loss(objective)).arch
     return best, [{"ppl": p.ppl, "accuracy": p.record.get("accuracy"), "key": p.arch.key(units=True)}
