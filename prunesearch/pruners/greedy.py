@@ -23,7 +23,8 @@ from prunesearch.errors import BudgetError
 from prunesearch.paths import atomic_write_text, cache_dir
 from prunesearch.pruners.scores import UnitScores
 from prunesearch.pruners.selection import select_units
-from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, probe
+from prunesearch.pruners.refit import Refit
+from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, probe, refit_key
 from prunesearch.space.architecture import Architecture, LayerArch
 from prunesearch.space.cost import cost, fixed_params, layer_params
 from prunesearch.space.search_space import SearchSpace
@@ -96,7 +97,7 @@ def mlp_step_params(space: SearchSpace) -> int:
 
 def remeasured_greedy(model: PreTrainedModel, scores: UnitScores, windows: torch.Tensor, space: SearchSpace,
                       budget: float, dense: Sensitivity, stages: int = 3, spec: SensitivitySpec = SensitivitySpec(),
-                      progress: bool = True) -> tuple[Architecture, Sensitivity]:
+                      progress: bool = True, refit: Refit | None = None) -> tuple[Architecture, Sensitivity]:
     """The greedy allocator in ``stages`` equal steps of the budget, probing the sensitivity again from each step's
     architecture (``dense`` is the probe of the dense model, the first step's tables). Cuts interact: once a
     neighbour is thinned or a block is gone, a layer's cost of a further cut changes, and the additive dense
@@ -105,7 +106,7 @@ def remeasured_greedy(model: PreTrainedModel, scores: UnitScores, windows: torch
     arch, sens = None, dense
     for stage in range(1, stages + 1):
         if stage > 1:
-            sens = probe(model, scores, windows, spec, progress, base=arch)
+            sens = probe(model, scores, windows, spec, progress, base=arch, refit=refit)
         arch = select_units(greedy_allocation(space, sens, budget * stage / stages, start=arch), scores)
     meta = {**arch.meta, "method": "greedy", "budget": budget, "stages": stages}
     return Architecture(arch.shape, arch.layers, meta), sens
@@ -113,20 +114,22 @@ def remeasured_greedy(model: PreTrainedModel, scores: UnitScores, windows: torch
 
 def greedy(model: PreTrainedModel, tokenizer, fingerprint: str, scores: UnitScores, scores_key: str,
            space: SearchSpace, budget: float, dense: Sensitivity, stages: int = 3,
-           spec: SensitivitySpec = SensitivitySpec(), progress: bool = True) -> tuple[Architecture, Sensitivity]:
+           spec: SensitivitySpec = SensitivitySpec(), progress: bool = True,
+           refit: Refit | None = None) -> tuple[Architecture, Sensitivity]:
     """The greedy allocator's architecture at ``budget`` with units chosen by ``scores``, and its last stage's
-    sensitivity tables (``dense`` itself with one stage): re-measured in ``stages`` on the spec's probe windows,
-    cached on disk per model, scores, spec, space, budget and stages (each re-probe costs as much as the dense
-    one)."""
+    sensitivity tables (``dense`` itself with one stage): re-measured in ``stages`` on the spec's probe windows
+    (refitted with ``refit``, as ``dense`` should be), cached on disk per model, scores, spec, space, budget,
+    stages and refit (each re-probe costs as much as the dense one)."""
     if stages <= 1:
         arch = select_units(greedy_allocation(space, dense, budget), scores)
         return Architecture(arch.shape, arch.layers, {**arch.meta, "method": "greedy", "stages": 1}), dense
-    payload = json.dumps([spec.key(fingerprint + scores_key), space.to_dict(), budget, stages], sort_keys=True)
+    payload = json.dumps([spec.key(fingerprint + scores_key + refit_key(refit)), space.to_dict(), budget, stages],
+                         sort_keys=True)
     path = cache_dir("greedy") / f"{hashlib.sha256(payload.encode()).hexdigest()[:16]}-probed.json"
     if path.exists():
         cached = json.loads(path.read_text())
         return Architecture.from_dict(cached["arch"], space.shape), Sensitivity.from_dict(cached["probe"])
     windows = calibration_windows(token_ids(tokenizer, spec.data), spec.count, spec.length, spec.seed)
-    arch, sens = remeasured_greedy(model, scores, windows, space, budget, dense, stages, spec, progress)
+    arch, sens = remeasured_greedy(model, scores, windows, space, budget, dense, stages, spec, progress, refit)
     atomic_write_text(path, json.dumps({"arch": arch.to_dict(), "probe": sens.to_dict()}))
     return arch, sens

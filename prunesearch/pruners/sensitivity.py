@@ -27,6 +27,7 @@ from transformers import PreTrainedModel
 from prunesearch.data import calibration_windows, token_ids
 from prunesearch.paths import atomic_write_text, cache_dir
 from prunesearch.pruners.masking import mask_layer, mask_model
+from prunesearch.pruners.refit import Refit
 from prunesearch.pruners.scores import UnitScores
 from prunesearch.pruners.selection import select_layer, select_units
 from prunesearch.pruners.sleb import BlockRunner
@@ -98,17 +99,24 @@ def _interpolate(levels: list[int], losses: list[float], current: int, size: int
     return np.interp(np.arange(size + 1), xs, ys)
 
 
+def refit_key(refit: Refit | None) -> str:
+    """Names a refit in the keys of probe caches (empty for none, so plain probes keep their cache)."""
+    return "" if refit is None else "/refit" + json.dumps(refit.spec.to_dict(), sort_keys=True)
+
+
 @torch.no_grad()
 def probe(model: PreTrainedModel, scores: UnitScores, windows: torch.Tensor, spec: SensitivitySpec = SensitivitySpec(),
-          progress: bool = True, base: Architecture | None = None) -> Sensitivity:
+          progress: bool = True, base: Architecture | None = None, refit: Refit | None = None) -> Sensitivity:
     """Measure every layer's sensitivity on ``windows``, each layer cut alone from ``base`` (unit counts; the
     dense model when None). A probe from a pruned base measures what a further cut costs given the cuts already
-    made, which the dense probes cannot see. ``model`` is left unchanged."""
+    made, which the dense probes cannot see. With ``refit``, every cut is measured refitted, as a refit campaign
+    measures its pairs (a refit repairs MLP cuts far better than block removal). ``model`` is left unchanged."""
     shape = ModelShape.from_config(model.config)
     L, I, KV = shape.num_layers, shape.intermediate_size, shape.num_kv_heads
     base = select_units(base or Architecture.dense(shape), scores)
+    dense_layers = model.model.layers
     if base.key() != Architecture.dense(shape).key():
-        model = mask_model(model, base)
+        model = mask_model(model, base, refit)
     runner = BlockRunner(model, windows, spec.batch_size)
     inputs = [runner.embed()]
     for i in range(L):
@@ -130,8 +138,8 @@ def probe(model: PreTrainedModel, scores: UnitScores, windows: torch.Tensor, spe
                     states = inputs[i]
                 else:
                     trial = Architecture(shape, base.layers[:i] + (layer,) + base.layers[i + 1:])
-                    layers[i] = copy.deepcopy(original)
-                    mask_layer(layers[i], shape, select_layer(trial, i, scores))
+                    layers[i] = copy.deepcopy(dense_layers[i])
+                    mask_layer(layers[i], shape, select_layer(trial, i, scores), refit, i)
                     try:
                         states = runner.block(i, inputs[i])
                     finally:
@@ -150,13 +158,14 @@ def probe(model: PreTrainedModel, scores: UnitScores, windows: torch.Tensor, spe
 
 
 def sensitivity(model: PreTrainedModel, tokenizer, fingerprint: str, scores: UnitScores, scores_key: str,
-                spec: SensitivitySpec = SensitivitySpec(), progress: bool = True) -> Sensitivity:
-    """``probe`` on the spec's calibration windows, cached on disk per model fingerprint, spec and the key of
-    the scores that chose the probed units."""
-    path = cache_dir("sensitivity") / f"{spec.key(fingerprint + scores_key)}.json"
+                spec: SensitivitySpec = SensitivitySpec(), progress: bool = True,
+                refit: Refit | None = None) -> Sensitivity:
+    """``probe`` on the spec's calibration windows (refitted with ``refit``), cached on disk per model
+    fingerprint, spec, the key of the scores that chose the probed units and the refit."""
+    path = cache_dir("sensitivity") / f"{spec.key(fingerprint + scores_key + refit_key(refit))}.json"
     if path.exists():
         return Sensitivity.from_dict(json.loads(path.read_text()))
     windows = calibration_windows(token_ids(tokenizer, spec.data), spec.count, spec.length, spec.seed)
-    result = probe(model, scores, windows, spec, progress)
+    result = probe(model, scores, windows, spec, progress, refit=refit)
     atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "spec": asdict(spec), **result.to_dict()}))
     return result

@@ -124,16 +124,16 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     calibration = CalibrationSpec()
     priors = compute_priors(loaded, calibration, progress=progress)
     seconds.update({f"prior: {k}": v for k, v in priors.seconds.items()})
-    start = time.perf_counter()
-    sens = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, priors.unit[config.units],
-                       scores_key(calibration, loaded.fingerprint, config.units), SensitivitySpec(), progress)
-    seconds["sensitivity probes"] = time.perf_counter() - start
-    ctx = feature_context(priors, sens, shape)
     refit = None
     if refit_spec:
         start = time.perf_counter()
         refit = load_refit(loaded.model, loaded.tokenizer, loaded.fingerprint, refit_spec, progress)
         seconds["refit moments"] = time.perf_counter() - start
+    start = time.perf_counter()
+    sens = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, priors.unit[config.units],
+                       scores_key(calibration, loaded.fingerprint, config.units), SensitivitySpec(), progress, refit)
+    seconds["sensitivity probes"] = time.perf_counter() - start
+    ctx = feature_context(priors, sens, shape)
     return Setup(config, loaded, space, priors, sens, ctx, fidelity, store, finals, calibration, seconds,
                  refit=refit)
 
@@ -147,7 +147,7 @@ def seeds_at(setup: Setup, budget: float, progress: bool = True) -> dict[str, Ar
     start = time.perf_counter()
     arch, setup.probes[budget] = greedy(setup.loaded.model, setup.loaded.tokenizer, setup.loaded.fingerprint,
                                         setup.scores, setup.scores_key, setup.space, budget, setup.sens,
-                                        setup.config.greedy_stages, progress=progress)
+                                        setup.config.greedy_stages, progress=progress, refit=setup.refit)
     out["greedy"] = _tagged(arch, units=setup.config.units)
     setup.seconds[f"greedy {budget:.0%}"] = time.perf_counter() - start
     return out
