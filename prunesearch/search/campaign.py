@@ -130,8 +130,10 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
         refit = load_refit(loaded.model, loaded.tokenizer, loaded.fingerprint, refit_spec, progress)
         seconds["refit moments"] = time.perf_counter() - start
     start = time.perf_counter()
+    # Probes stay plain under a refit: refitted one-layer probes rate attention cuts cheap that cost far more
+    # combined, and their greedy allocation lost to the plain one refitted (bench/refit_probes.py).
     sens = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, priors.unit[config.units],
-                       scores_key(calibration, loaded.fingerprint, config.units), SensitivitySpec(), progress, refit)
+                       scores_key(calibration, loaded.fingerprint, config.units), SensitivitySpec(), progress)
     seconds["sensitivity probes"] = time.perf_counter() - start
     ctx = feature_context(priors, sens, shape)
     return Setup(config, loaded, space, priors, sens, ctx, fidelity, store, finals, calibration, seconds,
@@ -147,7 +149,7 @@ def seeds_at(setup: Setup, budget: float, progress: bool = True) -> dict[str, Ar
     start = time.perf_counter()
     arch, setup.probes[budget] = greedy(setup.loaded.model, setup.loaded.tokenizer, setup.loaded.fingerprint,
                                         setup.scores, setup.scores_key, setup.space, budget, setup.sens,
-                                        setup.config.greedy_stages, progress=progress, refit=setup.refit)
+                                        setup.config.greedy_stages, progress=progress)
     out["greedy"] = _tagged(arch, units=setup.config.units)
     setup.seconds[f"greedy {budget:.0%}"] = time.perf_counter() - start
     return out
