@@ -19,7 +19,8 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate.run import measure
 from prunesearch.evaluate.store import Fidelity, Pair, PairStore
 from prunesearch.models import LoadedModel, load_model
-from prunesearch.pruners import Refit, RefitSpec, load_refit
+from prunesearch.pruners import Refit
+from prunesearch.pruners.refit import recorded_refit
 
 POLL = 2.0
 """Seconds between looks at the storage while others' trials run and nothing waits."""
@@ -75,6 +76,4 @@ def join(storage: str, campaign: str, model: str | None = None
     if loaded.fingerprint != meta["fingerprint"]:
         raise PrunesearchError(f"campaign '{campaign}' is for model {meta['fingerprint']}; "
                                f"{model or meta['model']} is {loaded.fingerprint}")
-    spec = meta.get("refit")
-    refit = load_refit(loaded.model, loaded.tokenizer, loaded.fingerprint, RefitSpec.from_dict(spec)) if spec else None
-    return store, loaded, Fidelity.from_dict(meta["fidelity"]), refit
+    return store, loaded, Fidelity.from_dict(meta["fidelity"]), recorded_refit(loaded, meta.get("refit"))

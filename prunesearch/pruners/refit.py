@@ -155,5 +155,11 @@ def resolve_refit(loaded: LoadedModel, wanted: bool | None, archs: Iterable[Arch
     recorded = [a.meta["refit"] for a in archs if a.meta.get("refit")]
     if wanted is False or (wanted is None and not recorded):
         return None
-    spec = RefitSpec.from_dict(recorded[0]) if recorded else RefitSpec()
-    return load_refit(loaded.model, loaded.tokenizer, loaded.fingerprint, spec, progress)
+    return recorded_refit(loaded, recorded[0] if recorded else RefitSpec().to_dict(), progress)
+
+
+def recorded_refit(loaded: LoadedModel, spec: dict[str, Any] | None, progress: bool = True) -> Refit | None:
+    """The refit a campaign, predictor or architecture recorded (``RefitSpec.to_dict``; None: plain)."""
+    if not spec:
+        return None
+    return load_refit(loaded.model, loaded.tokenizer, loaded.fingerprint, RefitSpec.from_dict(spec), progress)

@@ -58,7 +58,8 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
 def _verify(predictor: Predictor, candidates: list[Architecture], progress: bool) -> tuple[Architecture, list]:
     """Measure ``candidates`` on the predictor's fidelity with the model it was trained for."""
     from prunesearch.models import load_model
-    from prunesearch.pruners import CalibrationSpec, RefitSpec, load_refit, select_units
+    from prunesearch.pruners import CalibrationSpec, select_units
+    from prunesearch.pruners.refit import recorded_refit
     from prunesearch.pruners.priors import compute_priors
 
     meta = predictor.meta
@@ -68,8 +69,7 @@ def _verify(predictor: Predictor, candidates: list[Architecture], progress: bool
     calibration = CalibrationSpec(**meta["calibration"])
     scores = compute_priors(loaded, calibration, progress=progress).unit[meta.get("units", "activation")]
     fidelity = Fidelity.from_dict(meta["fidelity"])
-    refit = (load_refit(loaded.model, loaded.tokenizer, loaded.fingerprint, RefitSpec.from_dict(meta["refit"]),
-                        progress) if meta.get("refit") else None)
+    refit = recorded_refit(loaded, meta.get("refit"), progress)
     measured = []
     for arch in candidates:
         arch = select_units(arch, scores)
