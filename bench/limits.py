@@ -5,11 +5,10 @@ Usage: .venv/bin/python bench/limits.py --predictor runs/<campaign>/predictor [-
        [--max-flops 0.72] [--tokens 4096] [--verify 3] [--out bench/results/limits.json]
 
 The searched models come from ``reuse_search`` (no new pair, the predictor's own fidelity for the ``--verify`` top
-candidates: validation text). A heuristic has no notion of a ceiling, so each is taken at the least budget on a
-0.01 grid from ``--budget`` up whose architecture meets the limits (what a user without a search would do); a
-method that never cuts what a ceiling counts (LLM-BIP and the uniform MLP cut keep every KV head) is listed as
-unable to meet it. The
-unconstrained search at ``--budget`` is listed too: what the ceiling costs.
+candidates: validation text). The heuristics stand where ``prunesearch compare --max-kv/--max-flops`` puts them
+(``baselines_at``): each at the least budget on a 0.01 grid from ``--budget`` up whose architecture meets the limits;
+a method that never cuts what a ceiling counts is listed as unable to meet it. The unconstrained search at
+``--budget`` is listed too: what the ceiling costs.
 """
 
 from __future__ import annotations
@@ -18,20 +17,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-
-
-def least_budget(meets, start: float, coarse: float = 0.05, highest: float = 0.5) -> float | None:
-    """The least budget on a 0.01 grid from ``start`` at which ``meets(budget)`` holds: a 0.05 grid up first, then
-    0.01 steps back down (a heuristic's ceilings fall with its budget); None where even ``highest`` fails (a method
-    that never cuts what the ceiling counts, e.g. KV heads)."""
-    budget = round(start, 2)
-    while not meets(budget):
-        if budget >= highest:
-            return None
-        budget = round(min(budget + coarse, highest), 2)
-    while budget - 0.01 >= start - 1e-9 and meets(round(budget - 0.01, 2)):
-        budget = round(budget - 0.01, 2)
-    return budget
 
 
 def main() -> None:
@@ -47,11 +32,10 @@ def main() -> None:
 
     from prunesearch.models import load_model
     from prunesearch.predictor import Predictor
-    from prunesearch.pruners.baselines import METHODS, baseline
-    from prunesearch.search.compare import compare
+    from prunesearch.search.compare import baselines_at, compare
     from prunesearch.search.report import comparison_markdown, rows_to_json
     from prunesearch.search.reuse import reuse_search
-    from prunesearch.space import Architecture, Limits, cost
+    from prunesearch.space import Architecture, Limits
 
     limits = Limits(args.max_flops, args.max_kv)
     loaded = load_model(Predictor.load(args.predictor).meta["model"])
@@ -62,15 +46,11 @@ def main() -> None:
                               out=args.out.with_name(f"limits-{'plain' if not lim else 'limited'}.json"))
         searched[name] = (record, time.perf_counter() - start)
     models = {name: ("searched", Architecture.load(record["arch"])) for name, (record, _) in searched.items()}
-    budgets: dict[str, float | None] = {}
-    for method in METHODS:
-        found = least_budget(lambda b: limits.met_by(cost(baseline(method, loaded, b, progress=False))), args.budget)
-        budgets[method] = found
-        if found is not None:
-            models[f"{method} {found:.0%}"] = ("baseline", baseline(method, loaded, found, progress=False))
+    baselines, unmet = baselines_at(loaded, args.budget, progress=False, limits=limits)
+    models.update(baselines)
     rows = compare(loaded, models, args.tokens, speed_repeats=0, progress=False)
     result = {"budget": args.budget, "limits": limits.to_dict(), "tokens": args.tokens,
-              "baseline_budgets": budgets,
+              "baselines": {name: arch.meta["budget"] for name, (_, arch) in baselines.items()}, "unmet": unmet,
               "search": {name: {**record, "wall_s": seconds} for name, (record, seconds) in searched.items()},
               "rows": rows_to_json(rows), "table": comparison_markdown(rows)}
     args.out.parent.mkdir(parents=True, exist_ok=True)

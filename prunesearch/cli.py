@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import BudgetError, PrunesearchError
 from prunesearch.paths import atomic_write_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -423,16 +423,20 @@ def compare_command(
     refit: Annotated[Optional[bool], typer.Option(
         "--refit/--no-refit", help="Refit every pruned model's output projections by least squares, the baselines "
                                    "too (default: on when a searched architecture was searched with it)")] = None,
+    max_flops: MaxFlopsOpt = None,
+    max_kv: MaxKvOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The searched model(s) and every heuristic baseline on held-out test text, in one run and one table."""
+    """The searched model(s) and every heuristic baseline on held-out test text, in one run and one table. With
+    --max-flops/--max-kv each baseline stands at the least budget (from --budget up) whose model meets them."""
     from prunesearch.models import load_model
     from prunesearch.pruners.baselines import METHODS
     from prunesearch.pruners.refit import resolve_refit
     from prunesearch.search.compare import baselines_at, check_model, compare
     from prunesearch.search.report import comparison_markdown, comparison_table, rows_to_json
-    from prunesearch.space import Architecture, ModelShape, SearchSpace
+    from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace
 
+    limits = Limits(max_flops, max_kv)
     chosen = [m.strip() for m in methods.split(",") if m.strip()] or list(METHODS)
     unknown = [m for m in chosen if m not in METHODS]
     if unknown:
@@ -448,18 +452,25 @@ def compare_command(
         check_model(loaded, arch, str(path))
         models[f"searched: {path}"] = ("searched", arch)
     applied = resolve_refit(loaded, refit, [arch for _, arch in models.values()], progress=not as_json)
-    models.update(baselines_at(loaded, budget, chosen, progress=not as_json))
+    baselines, unmet = baselines_at(loaded, budget, chosen, progress=not as_json, limits=limits)
+    models.update(baselines)
+    if not models:
+        raise BudgetError(f"no baseline meets {limits.describe()} at any budget up to 50% and no --arch was given")
     rows = compare(loaded, models, max_tokens, tasks=task_names, limit=limit, progress=not as_json, refit=applied)
     if out_path:
         atomic_write_text(out_path, comparison_markdown(rows) + "\n")
     if as_json:
-        sys.stdout.write(json.dumps({"budget": budget, "max_tokens": max_tokens, "limit": limit,
-                                     "fingerprint": loaded.fingerprint,
+        sys.stdout.write(json.dumps({"budget": budget, "limits": limits.to_dict(), "unmet": unmet,
+                                     "max_tokens": max_tokens, "limit": limit, "fingerprint": loaded.fingerprint,
                                      "refit": applied.spec.to_dict() if applied else None,
                                      "rows": rows_to_json(rows)}) + "\n")
         return
-    title = f"{loaded.name} at {budget:.0%}: held-out test text" + (", every model refitted" if applied else "")
+    title = (f"{loaded.name} at {budget:.0%}" + (f", {limits.describe()}" if limits else "") + ": held-out test text"
+             + (", every model refitted" if applied else ""))
     out.print(comparison_table(rows, title=title))
+    if limits:
+        out.print("Baselines stand at the least budget whose model meets the limits"
+                  + (f"; none does for {', '.join(unmet)}" if unmet else "") + ".")
 
 
 def main() -> None:

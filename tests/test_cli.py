@@ -251,6 +251,20 @@ def test_compare_json_has_searched_and_baseline_rows(sampled, tiny_dir, env, tmp
     assert "× best baseline" in table.read_text()
 
 
+@needs_ptb
+def test_compare_under_a_kv_ceiling_moves_each_baseline_to_a_budget_that_meets_it(tiny_dir, env):
+    result = run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--max-kv", "0.8", "--methods",
+                 "uniform,shortgpt", "--max-tokens", "128", "--json")
+    assert_ok(result)
+    record = json.loads(result.stdout)
+    assert record["limits"] == {"flops": None, "kv": 0.8} and record["unmet"] == ["uniform"]
+    shortgpt = record["rows"][1]
+    assert shortgpt["name"].startswith("shortgpt") and shortgpt["removed"] > 0.11
+    assert shortgpt["kv_ratio"] <= 0.8
+    assert_user_error(run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--max-kv", "0.8", "--methods",
+                          "uniform"), "no baseline meets KV cache ≤ 80% of dense")
+
+
 def test_compare_refuses_an_architecture_of_another_model_and_unknown_methods(sampled, tiny_dir, env, tmp_path):
     foreign = tmp_path / "foreign.json"
     data = json.loads(Path(sampled).read_text())

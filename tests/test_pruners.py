@@ -18,7 +18,8 @@ from prunesearch.pruners.priors import compute_priors
 from prunesearch.pruners.scores import activation_scores
 from prunesearch.pruners.shortgpt import block_influence, shortgpt_order
 from prunesearch.pruners.sleb import SlebSpec
-from prunesearch.space import Architecture, ModelShape, SearchSpace, cost, param_count
+from prunesearch.search.compare import baselines_at, least_budget
+from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, cost, param_count
 
 
 
@@ -130,6 +131,32 @@ def test_unknown_method_and_impossible_budget(tiny_loaded):
         baseline("magnitude", tiny_loaded, 0.2)
     with pytest.raises(BudgetError):
         baseline("uniform", tiny_loaded, 0.95, SMALL)
+
+
+def test_least_budget_is_the_first_grid_budget_that_meets_a_ceiling():
+    assert least_budget(lambda b: b >= 0.237, 0.1) == 0.24
+    assert least_budget(lambda b: b >= 0.237, 0.3) == 0.3
+    assert least_budget(lambda b: False, 0.2) is None
+
+
+def test_baselines_under_a_kv_ceiling_stand_at_the_least_budget_that_meets_it(tiny_loaded):
+    limits = Limits(kv=0.8)
+
+    def meets(method: str, budget: float) -> bool:
+        try:
+            return limits.met_by(cost(baseline(method, tiny_loaded, budget, SMALL, progress=False)))
+        except BudgetError:  # a rule that cannot land on this budget at all
+            return False
+
+    models, unmet = baselines_at(tiny_loaded, 0.1, ("bip", "shortgpt", "uniform"), False, limits, SMALL)
+    assert unmet == ["uniform"]  # the uniform MLP cut never removes a KV head
+    assert {name.split()[0] for name in models} == {"bip", "shortgpt"}
+    for name, (kind, arch) in models.items():
+        method, budget = arch.meta["method"], arch.meta["budget"]
+        assert kind == "baseline" and name == f"{method} {budget:.0%}" and budget > 0.1
+        assert limits.met_by(cost(arch)) and not meets(method, round(budget - 0.01, 2))
+    plain, none = baselines_at(tiny_loaded, 0.1, ("uniform",), False, Limits(), SMALL)
+    assert list(plain) == ["uniform 10%"] and none == []
 
 
 def test_priors_give_per_layer_features(tiny_loaded):

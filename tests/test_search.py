@@ -258,12 +258,15 @@ def test_only_pairs_within_the_limits_can_win(finished):
 
 
 def test_campaign_within_a_kv_ceiling_returns_a_winner_within_it(tiny_dir, tmp_path):
-    config = tiny_config(tiny_dir, max_kv=0.6, compare_tokens=0, final_top=0, refine_top=0)
+    config = tiny_config(tiny_dir, max_kv=0.6, compare_tokens=64, final_top=0, refine_top=0)
     summary = run_campaign(config, tmp_path / "run", progress=False)
     best = Architecture.load(tmp_path / "run" / "best.json")
     assert Limits(kv=0.6).met_by(cost(best)) and cost(best).removed >= 0.2 - 1e-9
     assert summary["best"][0.2]["kv_ratio"] <= 0.6
-    assert "KV cache ≤ 60% of dense" in (tmp_path / "run" / "report.md").read_text()
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "KV cache ≤ 60% of dense" in report and "least budget whose model meets the limits" in report
+    baselines = [row for row in summary["comparison"] if row["kind"] == "baseline"]
+    assert baselines and all(row["kv_ratio"] <= 0.6 + 1e-9 and row["removed"] >= 0.2 - 0.01 for row in baselines)
 
 
 def test_a_refit_campaign_measures_compares_and_records_refitted_models(tiny_dir, tmp_path):

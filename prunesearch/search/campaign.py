@@ -482,7 +482,7 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
                           progress: bool = True) -> tuple[Path, list]:
     """``report.md`` with the comparison on test text (when ``compare_tokens`` > 0), predictor quality and plots."""
     from prunesearch.search import plots
-    from prunesearch.search.compare import compare
+    from prunesearch.search.compare import baselines_at, compare
     from prunesearch.search.report import write_report
 
     figures_dir = run_dir / "figures"
@@ -497,6 +497,7 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
     }
     pairs = setup.store.pairs()
     rows: list = []
+    limits, unmet = setup.config.limits(), {}
     for budget, arch in best.items():
         tag = f"{round(budget * 100)}"
         heuristics = seeds[budget]
@@ -511,7 +512,12 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
             {"searched": arch, **heuristics}, figures_dir / f"layers-{tag}.png")
         if setup.config.compare_tokens > 0:
             models = {f"searched {tag}%": ("searched", arch), f"greedy {tag}%": ("greedy", heuristics["greedy"])}
-            models.update({f"{n} {tag}%": ("baseline", a) for n, a in heuristics.items() if n != "greedy"})
+            if limits:
+                limited, unmet[budget] = baselines_at(setup.loaded, budget, setup.config.methods, progress,
+                                                      limits, setup.calibration)
+                models.update(limited)
+            else:
+                models.update({f"{n} {tag}%": ("baseline", a) for n, a in heuristics.items() if n != "greedy"})
             budget_rows = compare(setup.loaded, models, setup.config.compare_tokens, tasks=setup.config.tasks,
                                   limit=setup.config.task_limit, progress=progress, refit=setup.refit)
             for row in budget_rows[1:]:
@@ -519,13 +525,16 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
             rows += budget_rows if not rows else budget_rows[1:]
     summary = {"model": setup.loaded.name, "fingerprint": setup.loaded.fingerprint,
                "budgets": ", ".join(f"{b:.0%}" for b in setup.config.budgets),
-               "limits": setup.config.limits().describe(), "pairs": len(pairs),
+               "limits": limits.describe(), "pairs": len(pairs),
                "refit": (f"least-squares refit of output projections, every pruned model "
                          f"({setup.refit.spec.count} x {setup.refit.spec.length} tokens of {setup.refit.spec.data}, "
                          f"damp {setup.refit.spec.damp})" if setup.refit else "none"),
                "fidelity": f"{setup.fidelity.tokens} tokens of {' + '.join(setup.fidelity.data)} "
                            f"({setup.fidelity.window}-token windows)",
                "comparison text": f"first {setup.config.compare_tokens} tokens of each test split",
+               **({"baselines": "each at the least budget whose model meets the limits"
+                   + "".join(f"; beside {b:.0%}, no budget up to 50% for {', '.join(m)}" for b, m in unmet.items() if m)}
+                  if limits and rows else {}),
                "seconds": {k: round(v, 1) for k, v in setup.seconds.items()}}
     sections = {"Predictor (held-out rank quality at the search fidelity)": _metrics_markdown(quality)}
     path = write_report(run_dir, f"Campaign {setup.config.campaign}", summary, rows, figures, sections)

@@ -2,25 +2,70 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
-from prunesearch.errors import ArchitectureError
+from prunesearch.errors import ArchitectureError, BudgetError
 from prunesearch.evaluate import EvalSpec, evaluate_architecture, with_units
 from prunesearch.models import LoadedModel
-from prunesearch.pruners import Refit, materialize
+from prunesearch.pruners import CalibrationSpec, Refit, materialize
 from prunesearch.pruners.baselines import METHODS, baseline
 from prunesearch.search.report import Row
-from prunesearch.space import Architecture, cost
+from prunesearch.space import Architecture, Limits, cost
 
 TEST_SPLITS = ("ptb-test", "wiki-test")
+HIGHEST_BUDGET = 0.5
 
 
-def baselines_at(loaded: LoadedModel, budget: float, methods: Sequence[str] = METHODS,
-                 progress: bool = True) -> dict[str, tuple[str, Architecture]]:
-    """Every heuristic baseline at ``budget``, named ``"<method> <pct>%"`` (cached per model and budget)."""
-    return {f"{m} {budget:.0%}": ("baseline", baseline(m, loaded, budget, progress=progress)) for m in methods}
+def least_budget(meets: Callable[[float], bool], start: float, coarse: float = 0.05,
+                 highest: float = HIGHEST_BUDGET) -> float | None:
+    """The least budget on a 0.01 grid from ``start`` at which ``meets(budget)`` holds: up a ``coarse`` grid first,
+    then 0.01 steps back down (a heuristic's FLOPs and KV cache fall as its budget grows); None where even
+    ``highest`` fails."""
+    budget = round(start, 2)
+    while not meets(budget):
+        if budget >= highest:
+            return None
+        budget = round(min(budget + coarse, highest), 2)
+    while budget - 0.01 >= start - 1e-9 and meets(round(budget - 0.01, 2)):
+        budget = round(budget - 0.01, 2)
+    return budget
+
+
+def baseline_budget(loaded: LoadedModel, method: str, budget: float, limits: Limits = Limits(),
+                    calibration: CalibrationSpec = CalibrationSpec(), progress: bool = True) -> float | None:
+    """The budget at which ``method`` stands beside a search at ``budget`` under ``limits``: ``budget`` itself, or
+    with limits the least budget whose architecture meets them (a heuristic has no notion of a ceiling, so this is
+    what a user without a search would do). None: no budget up to 50% meets them (LLM-BIP and the uniform MLP cut
+    keep every KV head, so they never meet a KV ceiling)."""
+    if not limits:
+        return budget
+
+    def meets(b: float) -> bool:
+        try:
+            return limits.met_by(cost(baseline(method, loaded, b, calibration, progress=progress)))
+        except BudgetError:
+            return False
+
+    return least_budget(meets, budget)
+
+
+def baselines_at(loaded: LoadedModel, budget: float, methods: Sequence[str] = METHODS, progress: bool = True,
+                 limits: Limits = Limits(), calibration: CalibrationSpec = CalibrationSpec(),
+                 ) -> tuple[dict[str, tuple[str, Architecture]], list[str]]:
+    """Every heuristic baseline beside a search at ``budget``, named ``"<method> <pct>%"`` (cached per model and
+    budget): at ``budget``, or with ``limits`` at the least budget that meets them. Also returns the methods that
+    no budget lets meet the limits."""
+    models, unmet = {}, []
+    for method in methods:
+        found = baseline_budget(loaded, method, budget, limits, calibration, progress)
+        if found is None:
+            unmet.append(method)
+        else:
+            models[f"{method} {found:.0%}"] = ("baseline", baseline(method, loaded, found, calibration,
+                                                                    progress=progress))
+    return models, unmet
 
 
 def check_model(loaded: LoadedModel, arch: Architecture, where: str) -> None:
