@@ -342,7 +342,8 @@ def campaign(
                             compare_tokens=compare_tokens, name=name,
                             storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
                             greedy_stages=greedy_stages, final_top=final_top, final_tokens=final_tokens,
-                            task_limit=task_limit, max_flops=max_flops, max_kv=max_kv, refit=refit,
+                            task_limit=task_limit, max_flops=max_flops, max_kv=max_kv,
+                            refit=None if refit and base.refit else refit,  # --refit keeps a configured spec
                             tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
     summary = run_campaign(settings, run_dir, progress=True)

@@ -270,9 +270,10 @@ def test_campaign_within_a_kv_ceiling_returns_a_winner_within_it(tiny_dir, tmp_p
 
 
 def test_a_refit_campaign_measures_compares_and_records_refitted_models(tiny_dir, tmp_path):
-    config = tiny_config(tiny_dir, refit=True, pairs=8, compare_tokens=64, final_top=0, refine_top=0)
+    config = tiny_config(tiny_dir, refit={"count": 16, "length": 64}, pairs=8, compare_tokens=64, final_top=0,
+                         refine_top=0)
     summary = run_campaign(config, tmp_path / "run", progress=False)
-    spec = RefitSpec().to_dict()
+    spec = RefitSpec(count=16, length=64).to_dict()
     assert Architecture.load(tmp_path / "run" / "best.json").meta["refit"] == spec
     assert Predictor.load(tmp_path / "run" / "predictor").meta["refit"] == spec
     assert "least-squares refit" in (tmp_path / "run" / "report.md").read_text()
@@ -286,6 +287,14 @@ def test_predictor_refuses_a_foreign_model(finished):
     _, run_dir, _ = finished
     with pytest.raises(PrunesearchError, match="model"):
         Predictor.load(run_dir / "predictor", fingerprint="0123456789abcdef")
+
+
+def test_config_takes_a_refit_as_a_switch_or_a_spec_and_refuses_a_malformed_one():
+    assert CampaignConfig().refit_spec() is None and CampaignConfig(refit=True).refit_spec() == RefitSpec()
+    assert CampaignConfig(refit={"count": 64}).refit_spec() == RefitSpec(count=64)
+    for bad in ({"damp": -1.0}, {"windows": 3}, "yes"):
+        with pytest.raises(PrunesearchError, match="refit"):
+            CampaignConfig(refit=bad)
 
 
 def test_config_refuses_unknown_keys(tmp_path):

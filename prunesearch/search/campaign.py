@@ -26,7 +26,7 @@ from prunesearch.evaluate.store import Fidelity, Pair, PairStore, default_storag
 from prunesearch.models import LoadedModel, load_model
 from prunesearch.paths import atomic_write_text
 from prunesearch.predictor import FeatureContext, Predictor
-from prunesearch.pruners import CalibrationSpec, Refit, RefitSpec, load_refit, select_units
+from prunesearch.pruners import CalibrationSpec, Refit, load_refit, select_units
 from prunesearch.pruners.baselines import baseline
 from prunesearch.pruners.greedy import greedy
 from prunesearch.pruners.priors import Priors, compute_priors
@@ -113,7 +113,7 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
         Decoder(space, budget, config.slack, config.limits())  # refuses an impossible budget or limit up front
     fidelity = config.fidelity()
     storage = config.storage or default_storage(run_dir)
-    refit_spec = RefitSpec() if config.refit else None
+    refit_spec = config.refit_spec()
     meta = {"fingerprint": loaded.fingerprint, "space": space.to_dict(), "fidelity": fidelity.to_dict(),
             "model": loaded.name, "units": config.units, "heartbeat": config.heartbeat,
             "refit": refit_spec.to_dict() if refit_spec else None}

@@ -85,7 +85,7 @@ def _accuracy(loaded: LoadedModel, arch: Architecture | None, tasks: Sequence[st
 
 
 def compare(loaded: LoadedModel, models: Mapping[str, tuple[str, Architecture]], max_tokens: int | None,
-            splits: tuple[str, ...] = TEST_SPLITS, speed_repeats: int = 2, tasks: Sequence[str] = (),
+            splits: tuple[str, ...] = TEST_SPLITS, speed_repeats: int = 5, tasks: Sequence[str] = (),
             limit: int | None = None, progress: bool = True, refit: Refit | None = None) -> list[Row]:
     """One row for the dense model and one per ``name -> (kind, architecture)``: perplexity on every test split
     (first ``max_tokens`` tokens each), tokens/s against dense measured interleaved, and with ``tasks`` the

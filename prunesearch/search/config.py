@@ -10,6 +10,7 @@ from typing import Any
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate.store import Fidelity
 from prunesearch.pruners.priors import UNIT_METHODS
+from prunesearch.pruners.refit import RefitSpec
 from prunesearch.search.optimize import SAMPLERS
 from prunesearch.space import Limits
 
@@ -40,7 +41,8 @@ class CampaignConfig:
     ceilings on FLOPs and KV-cache bytes per token as fractions of dense, for every budget (``Limits``); the
     search then removes more than the budget wherever a ceiling needs it, and only pairs within them can win.
     ``refit``: materialize every pruned model with the least-squares refit of its output projections
-    (``prunesearch.pruners.refit``), the pairs and the comparison's baselines alike.
+    (``prunesearch.pruners.refit``), the pairs and the comparison's baselines alike: true for the default
+    ``RefitSpec``, or a table of its fields (e.g. ``refit = {count = 64}`` for fewer calibration windows).
     """
 
     model: str = "smollm2-135m"
@@ -75,7 +77,7 @@ class CampaignConfig:
     heartbeat: int = 10
     max_flops: float | None = None
     max_kv: float | None = None
-    refit: bool = False
+    refit: bool | dict[str, Any] = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -102,6 +104,16 @@ class CampaignConfig:
             if getattr(self, name) < 0:
                 raise PrunesearchError(f"campaign setting '{name}' must not be negative, got {getattr(self, name)}")
         self.limits()
+        self.refit_spec()
+
+    def refit_spec(self) -> RefitSpec | None:
+        """The refit every pruned model gets (None: plain)."""
+        if isinstance(self.refit, dict):
+            return RefitSpec.from_dict(self.refit)
+        if not isinstance(self.refit, bool):
+            raise PrunesearchError(f"campaign setting 'refit' must be true, false or a table of refit settings, "
+                                   f"got {self.refit!r}")
+        return RefitSpec() if self.refit else None
 
     def limits(self) -> Limits:
         """The FLOPs and KV-cache ceilings every budget's search and winner must meet."""
