@@ -471,7 +471,7 @@ def compare_command(
     out.print(comparison_table(rows, title=title))
     if limits:
         out.print("Baselines stand at the least budget whose model meets the limits"
-                  + (f"; none does for {', '.join(unmet)}" if unmet else "") + ".")
+                  + (f"; no budget up to 50% does for {', '.join(unmet)}" if unmet else "") + ".")
 
 
 def main() -> None:
