@@ -433,7 +433,7 @@ def compare_command(
     from prunesearch.models import load_model
     from prunesearch.pruners.baselines import METHODS
     from prunesearch.pruners.refit import resolve_refit
-    from prunesearch.search.compare import baselines_at, check_model, compare
+    from prunesearch.search.compare import HIGHEST_BUDGET, baselines_at, check_model, compare
     from prunesearch.search.report import comparison_markdown, comparison_table, rows_to_json
     from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace
 
@@ -456,7 +456,8 @@ def compare_command(
     baselines, unmet = baselines_at(loaded, budget, chosen, progress=not as_json, limits=limits)
     models.update(baselines)
     if not models:
-        raise BudgetError(f"no baseline meets {limits.describe()} at any budget up to 50% and no --arch was given")
+        raise BudgetError(f"no baseline meets {limits.describe()} at any budget up to {HIGHEST_BUDGET:.0%} "
+                          "and no --arch was given")
     rows = compare(loaded, models, max_tokens, tasks=task_names, limit=limit, progress=not as_json, refit=applied)
     if out_path:
         atomic_write_text(out_path, comparison_markdown(rows) + "\n")
@@ -471,7 +472,7 @@ def compare_command(
     out.print(comparison_table(rows, title=title))
     if limits:
         out.print("Baselines stand at the least budget whose model meets the limits"
-                  + (f"; no budget up to 50% does for {', '.join(unmet)}" if unmet else "") + ".")
+                  + (f"; no budget up to {HIGHEST_BUDGET:.0%} does for {', '.join(unmet)}" if unmet else "") + ".")
 
 
 def main() -> None:

@@ -482,7 +482,7 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
                           progress: bool = True) -> tuple[Path, list]:
     """``report.md`` with the comparison on test text (when ``compare_tokens`` > 0), predictor quality and plots."""
     from prunesearch.search import plots
-    from prunesearch.search.compare import baselines_at, compare
+    from prunesearch.search.compare import HIGHEST_BUDGET, baselines_at, compare
     from prunesearch.search.report import write_report
 
     figures_dir = run_dir / "figures"
@@ -533,7 +533,8 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
                            f"({setup.fidelity.window}-token windows)",
                "comparison text": f"first {setup.config.compare_tokens} tokens of each test split",
                **({"baselines": "each at the least budget whose model meets the limits"
-                   + "".join(f"; beside {b:.0%}, no budget up to 50% for {', '.join(m)}" for b, m in unmet.items() if m)}
+                   + "".join(f"; beside {b:.0%}, no budget up to {HIGHEST_BUDGET:.0%} for {', '.join(m)}"
+                             for b, m in unmet.items() if m)}
                   if limits and rows else {}),
                "seconds": {k: round(v, 1) for k, v in setup.seconds.items()}}
     sections = {"Predictor (held-out rank quality at the search fidelity)": _metrics_markdown(quality)}

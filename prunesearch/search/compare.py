@@ -37,8 +37,8 @@ def baseline_budget(loaded: LoadedModel, method: str, budget: float, limits: Lim
                     calibration: CalibrationSpec = CalibrationSpec(), progress: bool = True) -> float | None:
     """The budget at which ``method`` stands beside a search at ``budget`` under ``limits``: ``budget`` itself, or
     with limits the least budget whose architecture meets them (a heuristic has no notion of a ceiling, so this is
-    what a user without a search would do). None: no budget up to 50% meets them (LLM-BIP and the uniform MLP cut
-    keep every KV head, so they never meet a KV ceiling)."""
+    what a user without a search would do). None: no budget up to ``HIGHEST_BUDGET`` meets them (LLM-BIP and the
+    uniform MLP cut keep every KV head, so they never meet a KV ceiling)."""
     if not limits:
         return budget
 
