@@ -204,7 +204,8 @@ def export(
 
 @app.command()
 def baseline(
-    method: Annotated[str, typer.Option(help="bip, transact, mi, sleb, shortgpt or uniform")],
+    method: Annotated[str, typer.Option(help="bip, transact, mi, sleb, shortgpt or uniform; or greedy, the "
+                                             "allocator on measured sensitivity a campaign seeds its search with")],
     budget: Annotated[float, typer.Option(help="Fraction of total parameters to remove")],
     model: ModelOpt = "smollm2-135m",
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the architecture JSON")] = None,
@@ -213,17 +214,23 @@ def baseline(
     max_tokens: Annotated[Optional[int], typer.Option(help="Evaluate on the first N tokens only")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """A published method's own architecture at a budget (its unit choices recorded in the JSON)."""
+    """A published method's own architecture at a budget (its unit choices recorded in the JSON), or the greedy
+    allocator's (re-probed in 3 stages, as a campaign builds it)."""
     from prunesearch.evaluate import EvalSpec, evaluate_architecture
     from prunesearch.models import load_model
     from prunesearch.pruners.baselines import METHODS, baseline as make_baseline
-    from prunesearch.space import cost
+    from prunesearch.pruners.greedy import greedy_reference
+    from prunesearch.space import ModelShape, cost, space_for
 
-    if method not in METHODS:
-        raise PrunesearchError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
+    if method not in (*METHODS, "greedy"):
+        raise PrunesearchError(f"unknown method '{method}' (choose from {', '.join(METHODS)}, greedy)")
     _quiet_libraries()
     loaded = load_model(model)
-    arch = make_baseline(method, loaded, budget)
+    if method == "greedy":
+        space_for(ModelShape.from_config(loaded.model.config)).check_budget(budget)
+        arch = greedy_reference(loaded, progress=not as_json)(budget)
+    else:
+        arch = make_baseline(method, loaded, budget)
     if out_path:
         arch.save(out_path)
     record: dict = {"method": method, "budget": budget, "arch": str(out_path) if out_path else None,
@@ -426,14 +433,18 @@ def compare_command(
                                    "too (default: on when a searched architecture was searched with it)")] = None,
     max_flops: MaxFlopsOpt = None,
     max_kv: MaxKvOpt = None,
+    greedy_stages: Annotated[int, typer.Option(
+        min=0, help="Also the greedy allocator (no search; the campaign's seed), re-probed in this many stages "
+                    "(each costs one probe pass, cached); 0 leaves it out")] = 3,
     as_json: JsonOpt = False,
 ) -> None:
-    """The searched model(s) and every heuristic baseline on held-out test text, in one run and one table. With
-    --max-flops/--max-kv each baseline stands at the least budget (from --budget up) whose model meets them."""
+    """The searched model(s), the greedy allocator and every heuristic baseline on held-out test text, in one run
+    and one table. With --max-flops/--max-kv each heuristic stands at the least budget (from --budget up) whose
+    model meets them."""
     from prunesearch.models import load_model
     from prunesearch.pruners.baselines import METHODS
     from prunesearch.pruners.refit import resolve_refit
-    from prunesearch.search.compare import HIGHEST_BUDGET, baselines_at, check_model, compare
+    from prunesearch.search.compare import HIGHEST_BUDGET, baselines_at, check_model, compare, greedy_beside
     from prunesearch.search.report import comparison_markdown, comparison_table, rows_to_json
     from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace
 
@@ -453,10 +464,15 @@ def compare_command(
         check_model(loaded, arch, str(path))
         models[f"searched: {path}"] = ("searched", arch)
     applied = resolve_refit(loaded, refit, [arch for _, arch in models.values()], progress=not as_json)
+    if greedy_stages:
+        reference = greedy_beside(loaded, budget, greedy_stages, limits, progress=not as_json)
+        models.update(reference)
     baselines, unmet = baselines_at(loaded, budget, chosen, progress=not as_json, limits=limits)
     models.update(baselines)
+    if greedy_stages and not reference:
+        unmet.insert(0, "greedy")
     if not models:
-        raise BudgetError(f"no baseline meets {limits.describe()} at any budget up to {HIGHEST_BUDGET:.0%} "
+        raise BudgetError(f"no heuristic meets {limits.describe()} at any budget up to {HIGHEST_BUDGET:.0%} "
                           "and no --arch was given")
     rows = compare(loaded, models, max_tokens, tasks=task_names, limit=limit, progress=not as_json, refit=applied)
     if out_path:
@@ -471,7 +487,7 @@ def compare_command(
              + (", every model refitted" if applied else ""))
     out.print(comparison_table(rows, title=title))
     if limits:
-        out.print("Baselines stand at the least budget whose model meets the limits"
+        out.print("Heuristics stand at the least budget whose model meets the limits"
                   + (f"; no budget up to {HIGHEST_BUDGET:.0%} does for {', '.join(unmet)}" if unmet else "") + ".")
 
 

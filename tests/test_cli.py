@@ -245,10 +245,33 @@ def test_compare_json_has_searched_and_baseline_rows(sampled, tiny_dir, env, tmp
     assert_ok(result)
     record = json.loads(result.stdout)
     kinds = [row["kind"] for row in record["rows"]]
-    assert kinds == ["dense", "searched", "baseline", "baseline"]
+    assert kinds == ["dense", "searched", "greedy", "baseline", "baseline"]
+    assert record["rows"][2]["name"] == "greedy 30%"
     assert all(row["ppl"]["ptb-test"] > 1 and row["ppl"]["wiki-test"] > 1 for row in record["rows"])
-    assert all(abs(row["removed"] - 0.3) <= 0.01 for row in record["rows"][1:])
+    assert all(abs(row["removed"] - 0.3) <= 0.01 for i, row in enumerate(record["rows"][1:]) if i != 1)
+    assert 0.3 <= record["rows"][2]["removed"] < 0.3 + 3 * 64 * 48 / record["rows"][0]["params"]  # one MLP step past
     assert "× best baseline" in table.read_text()
+    without = run(env, "compare", "--model", tiny_dir, "--budget", "0.3", "--methods", "uniform", "--greedy-stages",
+                  "0", "--max-tokens", "128", "--json")
+    assert_ok(without)
+    assert [row["kind"] for row in json.loads(without.stdout)["rows"]] == ["dense", "baseline"]
+
+
+@needs_ptb
+def test_baseline_writes_a_method_or_the_greedy_architecture_and_refuses_bad_input(tiny_dir, env, tmp_path):
+    for method in ("transact", "greedy"):
+        path = tmp_path / f"{method}.json"
+        result = run(env, "baseline", "--model", tiny_dir, "--method", method, "--budget", "0.3", "--out", path,
+                     "--json")
+        assert_ok(result)
+        record = json.loads(result.stdout)
+        arch = json.loads(path.read_text())
+        assert record["method"] == method and arch["meta"]["method"] == method and record["removed"] >= 0.29
+    assert arch["meta"]["stages"] == 3 and arch["meta"]["units"] == "transact"
+    assert_user_error(run(env, "baseline", "--model", tiny_dir, "--method", "magic", "--budget", "0.3"),
+                      "unknown method 'magic'", "greedy")
+    assert_user_error(run(env, "baseline", "--model", tiny_dir, "--method", "greedy", "--budget", "0.99"),
+                      "budget 0.99 is impossible")
 
 
 @needs_ptb
@@ -258,11 +281,12 @@ def test_compare_under_a_kv_ceiling_moves_each_baseline_to_a_budget_that_meets_i
     assert_ok(result)
     record = json.loads(result.stdout)
     assert record["limits"] == {"flops": None, "kv": 0.8} and record["unmet"] == ["uniform"]
-    shortgpt = record["rows"][1]
+    greedy, shortgpt = record["rows"][1:]
+    assert greedy["name"].startswith("greedy") and greedy["removed"] > 0.11 and greedy["kv_ratio"] <= 0.8
     assert shortgpt["name"].startswith("shortgpt") and shortgpt["removed"] > 0.11
     assert shortgpt["kv_ratio"] <= 0.8
     assert_user_error(run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--max-kv", "0.8", "--methods",
-                          "uniform"), "no baseline meets KV cache ≤ 80% of dense")
+                          "uniform", "--greedy-stages", "0"), "no heuristic meets KV cache ≤ 80% of dense")
 
 
 def test_compare_refuses_an_architecture_of_another_model_and_unknown_methods(sampled, tiny_dir, env, tmp_path):

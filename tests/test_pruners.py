@@ -18,7 +18,8 @@ from prunesearch.pruners.priors import compute_priors
 from prunesearch.pruners.scores import activation_scores
 from prunesearch.pruners.shortgpt import block_influence, shortgpt_order
 from prunesearch.pruners.sleb import SlebSpec
-from prunesearch.search.compare import baselines_at, least_budget
+from prunesearch.pruners.greedy import greedy_reference
+from prunesearch.search.compare import baselines_at, greedy_beside, least_budget
 from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, cost, param_count
 
 
@@ -157,6 +158,19 @@ def test_baselines_under_a_kv_ceiling_stand_at_the_least_budget_that_meets_it(ti
         assert limits.met_by(cost(arch)) and not meets(method, round(budget - 0.01, 2))
     plain, none = baselines_at(tiny_loaded, 0.1, ("uniform",), False, Limits(), SMALL)
     assert list(plain) == ["uniform 10%"] and none == []
+
+
+def test_the_greedy_beside_a_search_stands_at_the_least_budget_whose_allocation_meets_a_ceiling(tiny_loaded):
+    limits = Limits(kv=0.8)
+    at = greedy_reference(tiny_loaded, calibration=SMALL, progress=False)
+    ((name, (kind, arch)),) = greedy_beside(tiny_loaded, 0.1, 2, limits, SMALL, progress=False).items()
+    budget = arch.meta["budget"]
+    assert kind == "greedy" and name == f"greedy {budget:.0%}" and budget > 0.1 and arch.meta["stages"] == 2
+    assert limits.met_by(cost(arch)) and arch.key(units=True) == at(budget, 2).key(units=True)
+    below = round(budget - 0.01, 2)
+    assert not (limits.met_by(cost(at(below, 1))) and limits.met_by(cost(at(below, 2))))
+    assert list(greedy_beside(tiny_loaded, 0.1, 1, Limits(), SMALL, progress=False)) == ["greedy 10%"]
+    assert greedy_beside(tiny_loaded, 0.1, 2, Limits(flops=0.1), SMALL, progress=False) == {}
 
 
 def test_priors_give_per_layer_features(tiny_loaded):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,14 +21,18 @@ from transformers import PreTrainedModel
 
 from prunesearch.data import calibration_windows, token_ids
 from prunesearch.errors import BudgetError
+from prunesearch.models import LoadedModel
 from prunesearch.paths import atomic_write_text, cache_dir
+from prunesearch.pruners.calibration import CalibrationSpec
+from prunesearch.pruners.priors import compute_priors, scores_key
 from prunesearch.pruners.scores import UnitScores
 from prunesearch.pruners.selection import select_units
 from prunesearch.pruners.refit import Refit
-from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, probe, refit_key
+from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, probe, refit_key, sensitivity
 from prunesearch.space.architecture import Architecture, LayerArch
 from prunesearch.space.cost import cost, fixed_params, layer_params
-from prunesearch.space.search_space import SearchSpace
+from prunesearch.space.search_space import MLP_STEP, SearchSpace, space_for
+from prunesearch.space.shape import ModelShape
 
 
 @dataclass
@@ -133,3 +138,22 @@ def greedy(model: PreTrainedModel, tokenizer, fingerprint: str, scores: UnitScor
     arch, sens = remeasured_greedy(model, scores, windows, space, budget, dense, stages, spec, progress, refit)
     atomic_write_text(path, json.dumps({"arch": arch.to_dict(), "probe": sens.to_dict()}))
     return arch, sens
+
+
+def greedy_reference(loaded: LoadedModel, units: str = "transact", mlp_step: int = MLP_STEP,
+                     calibration: CalibrationSpec = CalibrationSpec(),
+                     progress: bool = True) -> Callable[[float, int], Architecture]:
+    """The greedy allocator as a campaign with these settings builds it (same probes, space and caches), for
+    comparisons made without a campaign: the no-search reference beside the heuristics. The dense probes are
+    measured (or loaded) once; the returned function allocates at a budget in a number of stages."""
+    space = space_for(ModelShape.from_config(loaded.model.config), mlp_step)
+    scores = compute_priors(loaded, calibration, progress=progress).unit[units]
+    key = scores_key(calibration, loaded.fingerprint, units)
+    dense = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, scores, key, SensitivitySpec(), progress)
+
+    def at(budget: float, stages: int = 3) -> Architecture:
+        arch, _ = greedy(loaded.model, loaded.tokenizer, loaded.fingerprint, scores, key, space, budget, dense,
+                         stages, progress=progress)
+        return Architecture(arch.shape, arch.layers, {**arch.meta, "units": units})
+
+    return at

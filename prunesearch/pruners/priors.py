@@ -36,6 +36,11 @@ class Priors:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def scores_key(calibration: CalibrationSpec, fingerprint: str, units: str) -> str:
+    """Names the scores that choose units, for the caches of what was measured with them."""
+    return calibration.key(fingerprint) + ("" if units == "activation" else f"/{units}")
+
+
 def _rank_redundancy(order: list[int], n_layers: int) -> torch.Tensor:
     """1 for the first block a method removes, falling linearly; 0 for blocks it never removes."""
     out = torch.zeros(n_layers)

@@ -29,21 +29,15 @@ from prunesearch.predictor import FeatureContext, Predictor
 from prunesearch.pruners import CalibrationSpec, Refit, load_refit, select_units
 from prunesearch.pruners.baselines import baseline
 from prunesearch.pruners.greedy import greedy
-from prunesearch.pruners.priors import Priors, compute_priors
+from prunesearch.pruners.priors import Priors, compute_priors, scores_key
 from prunesearch.pruners.transact import transact_units
 from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, sensitivity
 from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, optuna_sampler, search
 from prunesearch.search.report import rows_to_json
-from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, cost
+from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, cost, space_for
 
 RANDOM, PRIOR, SEARCH, REFINED = "random", "prior", "search", "refined"
-
-
-def space_for(shape: ModelShape, mlp_step: int) -> SearchSpace:
-    """The campaign's space: the first and last blocks never removed (the shared notes: removing either alone
-    is catastrophic on SmolLM2; SLEB protects them too)."""
-    return SearchSpace(shape, mlp_step=mlp_step, protected=(0, shape.num_layers - 1))
 
 
 def feature_context(priors: Priors, sens: Sensitivity, shape: ModelShape,
@@ -94,11 +88,6 @@ class Setup:
     @property
     def scores_key(self) -> str:
         return scores_key(self.calibration, self.loaded.fingerprint, self.config.units)
-
-
-def scores_key(calibration: CalibrationSpec, fingerprint: str, units: str) -> str:
-    """Names the scores that choose units, for the caches of what was measured with them."""
-    return calibration.key(fingerprint) + ("" if units == "activation" else f"/{units}")
 
 
 def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Setup:
@@ -482,7 +471,7 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
                           progress: bool = True) -> tuple[Path, list]:
     """``report.md`` with the comparison on test text (when ``compare_tokens`` > 0), predictor quality and plots."""
     from prunesearch.search import plots
-    from prunesearch.search.compare import HIGHEST_BUDGET, baselines_at, compare
+    from prunesearch.search.compare import HIGHEST_BUDGET, baselines_at, compare, greedy_beside
     from prunesearch.search.report import write_report
 
     figures_dir = run_dir / "figures"
@@ -511,12 +500,17 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
         figures[f"Per-layer allocation, budget {tag}%"] = plots.layer_heatmap(
             {"searched": arch, **heuristics}, figures_dir / f"layers-{tag}.png")
         if setup.config.compare_tokens > 0:
-            models = {f"searched {tag}%": ("searched", arch), f"greedy {tag}%": ("greedy", heuristics["greedy"])}
+            models = {f"searched {tag}%": ("searched", arch)}
             if limits:
+                greedy_there = greedy_beside(setup.loaded, budget, setup.config.greedy_stages, limits,
+                                             setup.calibration, progress, setup.config.units, setup.config.mlp_step)
                 limited, unmet[budget] = baselines_at(setup.loaded, budget, setup.config.methods, progress,
                                                       limits, setup.calibration)
-                models.update(limited)
+                models.update({**greedy_there, **limited})
+                if not greedy_there:
+                    unmet[budget].insert(0, "greedy")
             else:
+                models[f"greedy {tag}%"] = ("greedy", heuristics["greedy"])
                 models.update({f"{n} {tag}%": ("baseline", a) for n, a in heuristics.items() if n != "greedy"})
             budget_rows = compare(setup.loaded, models, setup.config.compare_tokens, tasks=setup.config.tasks,
                                   limit=setup.config.task_limit, progress=progress, refit=setup.refit)

@@ -11,8 +11,10 @@ from prunesearch.evaluate import EvalSpec, evaluate_architecture, with_units
 from prunesearch.models import LoadedModel
 from prunesearch.pruners import CalibrationSpec, Refit, materialize
 from prunesearch.pruners.baselines import METHODS, baseline
+from prunesearch.pruners.greedy import greedy_reference
 from prunesearch.search.report import Row
 from prunesearch.space import Architecture, Limits, cost
+from prunesearch.space.search_space import MLP_STEP
 
 TEST_SPLITS = ("ptb-test", "wiki-test")
 HIGHEST_BUDGET = 0.5
@@ -66,6 +68,28 @@ def baselines_at(loaded: LoadedModel, budget: float, methods: Sequence[str] = ME
             models[f"{method} {found:.0%}"] = ("baseline", baseline(method, loaded, found, calibration,
                                                                     progress=progress))
     return models, unmet
+
+
+def greedy_beside(loaded: LoadedModel, budget: float, stages: int = 3, limits: Limits = Limits(),
+                  calibration: CalibrationSpec = CalibrationSpec(), progress: bool = True, units: str = "transact",
+                  mlp_step: int = MLP_STEP) -> dict[str, tuple[str, Architecture]]:
+    """The greedy allocator beside a search at ``budget``, as ``{"greedy <pct>%": ("greedy", arch)}``: at
+    ``budget``, or with ``limits`` at the least budget whose allocation meets them, as for the baselines. That
+    budget is found on the one-stage allocation (table lookups, free), then raised 0.01 at a time while the
+    re-probed one (each new budget costs its probes) still breaks them. Empty where no budget up to
+    ``HIGHEST_BUDGET`` meets them."""
+    at = greedy_reference(loaded, units, mlp_step, calibration, progress)
+
+    def meets(b: float, n: int) -> bool:
+        try:
+            return limits.met_by(cost(at(b, n)))
+        except BudgetError:
+            return False
+
+    found = least_budget(lambda b: meets(b, 1), budget) if limits else budget
+    while found is not None and limits and not meets(found, stages):
+        found = round(found + 0.01, 2) if found < HIGHEST_BUDGET else None
+    return {} if found is None else {f"greedy {found:.0%}": ("greedy", at(found, stages))}
 
 
 def check_model(loaded: LoadedModel, arch: Architecture, where: str) -> None:

@@ -13,6 +13,7 @@ from prunesearch.pruners.priors import UNIT_METHODS
 from prunesearch.pruners.refit import RefitSpec
 from prunesearch.search.optimize import SAMPLERS
 from prunesearch.space import Limits
+from prunesearch.space.search_space import MLP_STEP
 
 OBJECTIVES = ("ppl", "accuracy")
 
@@ -59,7 +60,7 @@ class CampaignConfig:
     sampler: str = "evolution"
     pessimism: float = 1.0
     seed: int = 0
-    mlp_step: int = 64
+    mlp_step: int = MLP_STEP
     slack: float = 0.005
     band: float = 0.025
     methods: tuple[str, ...] = ("bip", "transact", "mi", "sleb", "shortgpt", "uniform")

@@ -3,7 +3,7 @@
 from prunesearch.space.architecture import Architecture, LayerArch
 from prunesearch.space.cost import Cost, cost, flops_per_token, kv_bytes_per_token, param_count
 from prunesearch.space.limits import Limits
-from prunesearch.space.search_space import SearchSpace
+from prunesearch.space.search_space import SearchSpace, space_for
 from prunesearch.space.shape import ModelShape
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "flops_per_token",
     "kv_bytes_per_token",
     "param_count",
+    "space_for",
 ]

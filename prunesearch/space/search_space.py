@@ -299,3 +299,14 @@ def _genes(layer: LayerArch) -> dict[str, int]:
     """A layer's gene values (the inverse of ``SearchSpace.layer_from_genes``)."""
     return {"keep": int(layer.keep), "kv_heads": layer.kv_heads, "q_per_kv": layer.q_per_kv,
             "qk_dim": layer.qk_dim, "v_dim": layer.v_dim, "mlp": layer.mlp}
+
+
+MLP_STEP = 64
+"""The MLP width grid step a search works on by default (on SmolLM2 one step of 64 channels is 0.08% of the
+parameters, the finest move and so the landing tolerance past a budget)."""
+
+
+def space_for(shape: ModelShape, mlp_step: int = MLP_STEP) -> SearchSpace:
+    """The space a search and the greedy allocator work in: the first and last blocks never removed (the shared
+    notes: removing either alone is catastrophic on SmolLM2; SLEB protects them too)."""
+    return SearchSpace(shape, mlp_step=mlp_step, protected=(0, shape.num_layers - 1))
