@@ -29,10 +29,9 @@ def main() -> None:
     from prunesearch.models import load_model
     from prunesearch.pruners import CalibrationSpec, load_refit
     from prunesearch.pruners.greedy import greedy
-    from prunesearch.pruners.priors import compute_priors
+    from prunesearch.pruners.priors import compute_priors, scores_key
     from prunesearch.pruners.sensitivity import SensitivitySpec, sensitivity
-    from prunesearch.search.campaign import scores_key, space_for
-    from prunesearch.space import ModelShape
+    from prunesearch.space import ModelShape, space_for
 
     torch.set_grad_enabled(False)
     loaded = load_model("smollm2-135m")
@@ -44,7 +43,7 @@ def main() -> None:
     start = time.perf_counter()
     sens = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, scores, key, SensitivitySpec(), False,
                        refit=refit)
-    arch, _ = greedy(loaded.model, loaded.tokenizer, loaded.fingerprint, scores, key, space_for(shape, 64),
+    arch, _ = greedy(loaded.model, loaded.tokenizer, loaded.fingerprint, scores, key, space_for(shape),
                      args.budget, sens, 3, progress=False, refit=refit)
     seconds = time.perf_counter() - start
     arch.meta["refit"] = refit.spec.to_dict()

@@ -52,7 +52,8 @@ def run_model(pairs: RunPairs) -> RunModel:
     from prunesearch.models import load_model
     from prunesearch.pruners import CalibrationSpec
     from prunesearch.pruners.priors import compute_priors
-    from prunesearch.search.campaign import scores_key, sensitivity_of
+    from prunesearch.pruners.priors import scores_key
+    from prunesearch.search.campaign import sensitivity_of
     from prunesearch.space import SearchSpace
 
     meta = pairs.predictor.meta

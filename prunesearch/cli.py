@@ -409,6 +409,8 @@ def search_command(
 
     result = reuse_search(predictor, budget, verify, trials, out_path, seed, sampler, pessimism,
                           progress=not as_json, limits=Limits(max_flops, max_kv))
+    if "warning" in result:
+        err.print(f"warning: {result['warning']}")
     if as_json:
         sys.stdout.write(json.dumps(result, default=str) + "\n")
         return

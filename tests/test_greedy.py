@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import WINDOWS, tiny_model, word_tokenizer
+from prunesearch.errors import PrunesearchError
 from prunesearch.pruners import greedy as greedy_module
 from prunesearch.pruners import collect
 from prunesearch.pruners.greedy import greedy, greedy_allocation, mlp_step_params, remeasured_greedy
@@ -58,6 +59,27 @@ def test_probes_from_a_pruned_base_measure_the_cut_given_the_others(setting):
     assert sens.block[1] == 0 and not sens.mlp[1].any(), "a removed block has nothing left to probe"
     assert (sens.mlp[2, 40:] == 0).all(), "widths at or above the base's own cost nothing"
     assert probe(model, scores, WINDOWS, SPEC, progress=False).block[1] != 0, "from dense, block 1 is probed"
+
+
+@torch.no_grad()
+def kl(model, base: Architecture, arch: Architecture, scores) -> float:
+    """Mean KL of the next-token distribution of ``arch``'s masked model from ``base``'s, over the windows."""
+    ref, cut = (F.log_softmax(mask_model(model, select_units(a, scores))(WINDOWS).logits[:, :-1], -1)
+                for a in (base, arch))
+    return (ref.exp() * (ref - cut)).sum(-1).mean().item()
+
+
+def test_kl_probes_measure_the_divergence_of_each_cut_and_refuse_an_unknown_measure(setting):
+    model, shape, scores = setting
+    base = with_layer(Architecture.dense(shape), 2, mlp=40)
+    sens = probe(model, scores, WINDOWS, replace(SPEC, measure="kl"), progress=False, base=base)
+    assert sens.block[1] == pytest.approx(kl(model, base, with_layer(base, 1), scores), abs=1e-5)
+    assert sens.mlp[2, 0] == pytest.approx(kl(model, base, with_layer(base, 2, mlp=0), scores), abs=1e-5)
+    assert sens.attn[3, 1] == pytest.approx(kl(model, base, with_layer(base, 3, kv_heads=1), scores), abs=1e-5)
+    assert (sens.block[1:3] > 0).all() and (sens.mlp[2, 40:] == 0).all()
+    assert SPEC.key("fp") != replace(SPEC, measure="kl").key("fp")
+    with pytest.raises(PrunesearchError, match="measure"):
+        SensitivitySpec(measure="mse")
 
 
 @pytest.mark.parametrize("budget", [0.1, 0.3])

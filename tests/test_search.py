@@ -20,8 +20,9 @@ from prunesearch.evaluate.store import PairStore, default_storage
 from prunesearch.predictor import Predictor
 from prunesearch.evaluate import worker as worker_module
 from prunesearch.pruners import RefitSpec
-from prunesearch.pruners.greedy import mlp_step_params
-from prunesearch.search.campaign import PRIOR, RANDOM, design, eligible_pairs, final_study, space_for, run_campaign
+from prunesearch.pruners.greedy import greedy_allocation, mlp_step_params
+from prunesearch.search.campaign import (PRIOR, RANDOM, design, eligible_pairs, final_study, run_campaign,
+                                         sensitivity_of, space_for)
 from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, search
 from prunesearch.search.reuse import reuse_search
@@ -238,10 +239,23 @@ def test_reuse_search_needs_no_model_and_stays_on_budget(finished, tmp_path):
     limited = reuse_search(run_dir / "predictor", 0.3, trials=64, out=tmp_path / "kv.json", progress=False,
                            limits=Limits(kv=0.4))
     assert limited["kv_ratio"] <= 0.4 and Limits(kv=0.4).met_by(cost(Architecture.load(tmp_path / "kv.json")))
+    assert "trained on pairs around 20%" in result["warning"], "0.3 is far from the campaign's 0.2"
     with pytest.raises(BudgetError):
         reuse_search(run_dir / "predictor", 0.99, trials=16, progress=False)
     with pytest.raises(PrunesearchError, match="pessimism must not be negative"):
         reuse_search(run_dir / "predictor", 0.3, trials=16, pessimism=-1.0, progress=False)
+
+
+def test_reuse_verification_measures_the_greedy_seed_beside_the_top_candidates(finished, tmp_path):
+    _, run_dir, _ = finished
+    predictor = Predictor.load(run_dir / "predictor")
+    space = SearchSpace.from_dict(predictor.meta["space"])
+    seed = greedy_allocation(space, sensitivity_of(predictor.ctx), 0.21)
+    result = reuse_search(run_dir / "predictor", 0.21, verify=1, trials=32, out=tmp_path / "v.json", progress=False)
+    assert "warning" not in result
+    assert len(result["verified"]) == 2 and result["verified"][1]["counts_key"] == seed.key()
+    best = min(result["verified"], key=lambda v: v["ppl"])
+    assert Architecture.load(tmp_path / "v.json").key(units=True) == best["key"]
 
 
 def test_only_pairs_within_the_limits_can_win(finished):

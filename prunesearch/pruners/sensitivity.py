@@ -21,10 +21,12 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from prunesearch.data import calibration_windows, token_ids
+from prunesearch.errors import PrunesearchError
 from prunesearch.paths import atomic_write_text, cache_dir
 from prunesearch.pruners.masking import mask_layer, mask_model
 from prunesearch.pruners.refit import Refit
@@ -35,6 +37,9 @@ from prunesearch.space.architecture import Architecture, LayerArch
 from prunesearch.space.shape import ModelShape
 
 _CACHE_VERSION = "sensitivity-v1"
+MEASURES = ("nll", "kl")
+"""What a probe measures: the rise of the next-token loss on the text, or the KL divergence of the cut model's
+next-token distribution from the uncut one's (every vocabulary entry scored, not only the token that follows)."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,15 @@ class SensitivitySpec:
     seed: int = 1
     mlp_levels: tuple[float, ...] = (0.75, 0.5, 0.25, 0.0)
     batch_size: int = 4
+    measure: str = "nll"
+
+    def __post_init__(self) -> None:
+        if self.measure not in MEASURES:
+            raise PrunesearchError(f"sensitivity measure must be one of {', '.join(MEASURES)}, got {self.measure!r}")
 
     def key(self, fingerprint: str) -> str:
-        spec = {k: v for k, v in asdict(self).items() if k != "batch_size"}
+        spec = {k: v for k, v in asdict(self).items()
+                if k != "batch_size" and not (k == "measure" and v == "nll")}  # probes cached before it keep their key
         payload = json.dumps([_CACHE_VERSION, fingerprint, spec], sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -122,6 +133,7 @@ def probe(model: PreTrainedModel, scores: UnitScores, windows: torch.Tensor, spe
     for i in range(L):
         inputs.append(runner.block(i, inputs[-1]) if base.layers[i].keep else inputs[-1])
     base_loss = runner.nll(inputs[-1])
+    reference = [F.log_softmax(runner.head(h)[:, :-1].float(), -1) for h in inputs[-1]] if spec.measure == "kl" else None
     levels = sorted({int(round(f * I)) for f in spec.mlp_levels} - {I})
     layers = model.model.layers
     mlp, attn, block = np.zeros((L, I + 1)), np.zeros((L, KV + 1)), np.zeros(L)
@@ -145,7 +157,9 @@ def probe(model: PreTrainedModel, scores: UnitScores, windows: torch.Tensor, spe
                     finally:
                         layers[i] = original
                 bar.update()
-                return runner.nll(runner.run(after, states)) - base_loss
+                if reference is None:
+                    return runner.nll(runner.run(after, states)) - base_loss
+                return _kl(runner, reference, runner.run(after, states))
 
             block[i] = loss(None)
             counts = [k for k in levels if k < now.mlp]
@@ -155,6 +169,16 @@ def probe(model: PreTrainedModel, scores: UnitScores, windows: torch.Tensor, spe
                    for g in groups]
             attn[i] = _interpolate(list(groups), [loss(layer) for layer in cut], now.kv_heads, KV)
     return Sensitivity(base=base_loss, mlp=mlp, attn=attn, block=block)
+
+
+def _kl(runner: BlockRunner, reference: list[torch.Tensor], states: list[torch.Tensor]) -> float:
+    """Mean KL(uncut || cut) over the scored positions of the windows, in nats per token."""
+    total, count = 0.0, 0
+    for ref, h in zip(reference, states, strict=True):
+        cut = F.log_softmax(runner.head(h)[:, :-1].float(), -1)
+        total += F.kl_div(cut, ref, log_target=True, reduction="sum").item()
+        count += ref.shape[0] * ref.shape[1]
+    return total / count
 
 
 def sensitivity(model: PreTrainedModel, tokenizer, fingerprint: str, scores: UnitScores, scores_key: str,
