@@ -253,7 +253,8 @@ def test_reuse_verification_measures_the_greedy_seed_beside_the_top_candidates(f
     seed = greedy_allocation(space, sensitivity_of(predictor.ctx), 0.21)
     result = reuse_search(run_dir / "predictor", 0.21, verify=1, trials=32, out=tmp_path / "v.json", progress=False)
     assert "warning" not in result
-    assert len(result["verified"]) == 2 and result["verified"][1]["counts_key"] == seed.key()
+    keys = [v["counts_key"] for v in result["verified"]]
+    assert seed.key() in keys and len(keys) == len(set(keys)) <= 2, "the top candidate and the seed, once each"
     best = min(result["verified"], key=lambda v: v["ppl"])
     assert Architecture.load(tmp_path / "v.json").key(units=True) == best["key"]
 

@@ -19,7 +19,7 @@ from prunesearch.space import Architecture, Limits, SearchSpace, cost
 
 
 NEAR = 0.025
-"""How far from a budget a campaign trained at the reused predictor is trusted without a warning (the band its
+"""Reuse warns at a budget farther than this from every budget the predictor's campaign trained at (the band its
 rank quality is reported in). On SmolLM2 a predictor trained at 20% and 30% picked a 25% model worse than two
 heuristics on test text, where the greedy seed it started from was far better (BENCHMARKS.md)."""
 
@@ -57,7 +57,7 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
     arch = best.arch
     if verify > 0:
         candidates = [c.arch for c in result.candidates[:verify]]
-        if limits.met_by(cost(greedy_seed)):
+        if limits.met_by(cost(greedy_seed)) and greedy_seed.key() not in {c.key() for c in candidates}:
             candidates.append(greedy_seed)
         arch, record["verified"] = _verify(predictor, candidates, progress)
     path = out or Path(directory).parent / f"search-{round(budget * 100)}.json"
