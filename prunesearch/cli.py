@@ -446,6 +446,7 @@ def compare_command(
     from prunesearch.models import load_model
     from prunesearch.pruners.baselines import METHODS
     from prunesearch.pruners.refit import resolve_refit
+    from prunesearch.pruners.greedy import greedy_reference
     from prunesearch.search.compare import HIGHEST_BUDGET, baselines_at, check_model, compare, greedy_beside
     from prunesearch.search.report import comparison_markdown, comparison_table, rows_to_json
     from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace
@@ -466,9 +467,9 @@ def compare_command(
         check_model(loaded, arch, str(path))
         models[f"searched: {path}"] = ("searched", arch)
     applied = resolve_refit(loaded, refit, [arch for _, arch in models.values()], progress=not as_json)
-    if greedy_stages:
-        reference = greedy_beside(loaded, budget, greedy_stages, limits, progress=not as_json)
-        models.update(reference)
+    reference = (greedy_beside(greedy_reference(loaded, progress=not as_json), budget, greedy_stages, limits)
+                 if greedy_stages else {})
+    models.update(reference)
     baselines, unmet = baselines_at(loaded, budget, chosen, progress=not as_json, limits=limits)
     models.update(baselines)
     if greedy_stages and not reference:

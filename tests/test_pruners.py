@@ -163,14 +163,14 @@ def test_baselines_under_a_kv_ceiling_stand_at_the_least_budget_that_meets_it(ti
 def test_the_greedy_beside_a_search_stands_at_the_least_budget_whose_allocation_meets_a_ceiling(tiny_loaded):
     limits = Limits(kv=0.8)
     at = greedy_reference(tiny_loaded, calibration=SMALL, progress=False)
-    ((name, (kind, arch)),) = greedy_beside(tiny_loaded, 0.1, 2, limits, SMALL, progress=False).items()
+    ((name, (kind, arch)),) = greedy_beside(at, 0.1, 2, limits).items()
     budget = arch.meta["budget"]
     assert kind == "greedy" and name == f"greedy {budget:.0%}" and budget > 0.1 and arch.meta["stages"] == 2
     assert limits.met_by(cost(arch)) and arch.key(units=True) == at(budget, 2).key(units=True)
     below = round(budget - 0.01, 2)
     assert not (limits.met_by(cost(at(below, 1))) and limits.met_by(cost(at(below, 2))))
-    assert list(greedy_beside(tiny_loaded, 0.1, 1, Limits(), SMALL, progress=False)) == ["greedy 10%"]
-    assert greedy_beside(tiny_loaded, 0.1, 2, Limits(flops=0.1), SMALL, progress=False) == {}
+    assert list(greedy_beside(at, 0.1, 1, Limits())) == ["greedy 10%"]
+    assert greedy_beside(at, 0.1, 2, Limits(flops=0.1)) == {}
 
 
 def test_priors_give_per_layer_features(tiny_loaded):

@@ -136,12 +136,17 @@ def seeds_at(setup: Setup, budget: float, progress: bool = True) -> dict[str, Ar
     for method in setup.config.methods:
         out[method] = baseline(method, setup.loaded, budget, setup.calibration, progress=progress)
     start = time.perf_counter()
-    arch, setup.probes[budget] = greedy(setup.loaded.model, setup.loaded.tokenizer, setup.loaded.fingerprint,
-                                        setup.scores, setup.scores_key, setup.space, budget, setup.sens,
-                                        setup.config.greedy_stages, progress=progress)
-    out["greedy"] = _tagged(arch, units=setup.config.units)
+    out["greedy"], setup.probes[budget] = greedy_at(setup, budget, setup.config.greedy_stages, progress)
     setup.seconds[f"greedy {budget:.0%}"] = time.perf_counter() - start
     return out
+
+
+def greedy_at(setup: Setup, budget: float, stages: int, progress: bool = True) -> tuple[Architecture, Sensitivity]:
+    """The greedy allocator at ``budget`` in ``stages`` on the campaign's probes, space and unit scores (cached),
+    and its last re-probe (the predictor's ``probed<pct>`` features)."""
+    arch, probed = greedy(setup.loaded.model, setup.loaded.tokenizer, setup.loaded.fingerprint, setup.scores,
+                          setup.scores_key, setup.space, budget, setup.sens, stages, progress=progress)
+    return _tagged(arch, units=setup.config.units), probed
 
 
 def _tagged(arch: Architecture, **meta: Any) -> Architecture:
@@ -502,8 +507,8 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
         if setup.config.compare_tokens > 0:
             models = {f"searched {tag}%": ("searched", arch)}
             if limits:
-                greedy_there = greedy_beside(setup.loaded, budget, setup.config.greedy_stages, limits,
-                                             setup.calibration, progress, setup.config.units, setup.config.mlp_step)
+                greedy_there = greedy_beside(lambda b, n: greedy_at(setup, b, n, progress)[0], budget,
+                                             setup.config.greedy_stages, limits)
                 limited, unmet[budget] = baselines_at(setup.loaded, budget, setup.config.methods, progress,
                                                       limits, setup.calibration)
                 models.update({**greedy_there, **limited})

@@ -11,10 +11,8 @@ from prunesearch.evaluate import EvalSpec, evaluate_architecture, with_units
 from prunesearch.models import LoadedModel
 from prunesearch.pruners import CalibrationSpec, Refit, materialize
 from prunesearch.pruners.baselines import METHODS, baseline
-from prunesearch.pruners.greedy import greedy_reference
 from prunesearch.search.report import Row
 from prunesearch.space import Architecture, Limits, cost
-from prunesearch.space.search_space import MLP_STEP
 
 TEST_SPLITS = ("ptb-test", "wiki-test")
 HIGHEST_BUDGET = 0.5
@@ -70,15 +68,13 @@ def baselines_at(loaded: LoadedModel, budget: float, methods: Sequence[str] = ME
     return models, unmet
 
 
-def greedy_beside(loaded: LoadedModel, budget: float, stages: int = 3, limits: Limits = Limits(),
-                  calibration: CalibrationSpec = CalibrationSpec(), progress: bool = True, units: str = "transact",
-                  mlp_step: int = MLP_STEP) -> dict[str, tuple[str, Architecture]]:
-    """The greedy allocator beside a search at ``budget``, as ``{"greedy <pct>%": ("greedy", arch)}``: at
-    ``budget``, or with ``limits`` at the least budget whose allocation meets them, as for the baselines. That
-    budget is found on the one-stage allocation (table lookups, free), then raised 0.01 at a time while the
-    re-probed one (each new budget costs its probes) still breaks them. Empty where no budget up to
-    ``HIGHEST_BUDGET`` meets them."""
-    at = greedy_reference(loaded, units, mlp_step, calibration, progress)
+def greedy_beside(at: Callable[[float, int], Architecture], budget: float, stages: int = 3,
+                  limits: Limits = Limits()) -> dict[str, tuple[str, Architecture]]:
+    """The greedy allocator ``at(budget, stages)`` (``pruners.greedy.greedy_reference``, or a campaign's own) beside
+    a search at ``budget``, as ``{"greedy <pct>%": ("greedy", arch)}``: at ``budget``, or with ``limits`` at the
+    least budget whose allocation meets them, as for the baselines. That budget is found on the one-stage
+    allocation (table lookups, free), then raised 0.01 at a time while the re-probed one (each new budget costs its
+    probes) still breaks them. Empty where no budget up to ``HIGHEST_BUDGET`` meets them."""
 
     def meets(b: float, n: int) -> bool:
         try:
