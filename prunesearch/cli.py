@@ -29,6 +29,9 @@ MaxKvOpt = Annotated[Optional[float], typer.Option(
 RefitOpt = Annotated[Optional[bool], typer.Option(
     "--refit/--no-refit", help="Refit each pruned layer's output projection by least squares on calibration text "
                                "(default: as the architecture was searched)")]
+ProbesOpt = Annotated[Optional[str], typer.Option(
+    "--probes", help="Sensitivity probes of the greedy allocator: loss (default) or kl-dims (also thinned head dims, "
+                     "by KL divergence; twice the probing time)")]
 
 
 def _task_names(tasks: str | None, limit: int | None) -> tuple[str, ...]:
@@ -212,6 +215,7 @@ def baseline(
     run_eval: Annotated[bool, typer.Option("--evaluate", help="Also evaluate it beside the dense model")] = False,
     data: Annotated[str, typer.Option(help="Evaluation split (with --evaluate)")] = "ptb-test",
     max_tokens: Annotated[Optional[int], typer.Option(help="Evaluate on the first N tokens only")] = None,
+    probes: ProbesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A published method's own architecture at a budget (its unit choices recorded in the JSON), or the greedy
@@ -220,15 +224,17 @@ def baseline(
     from prunesearch.models import load_model
     from prunesearch.pruners.baselines import METHODS, baseline as make_baseline
     from prunesearch.pruners.greedy import greedy_reference
+    from prunesearch.pruners.sensitivity import probe_spec
     from prunesearch.space import ModelShape, cost, space_for
 
     if method not in (*METHODS, "greedy"):
         raise PrunesearchError(f"unknown method '{method}' (choose from {', '.join(METHODS)}, greedy)")
+    probe_spec(probes or "loss")
     _quiet_libraries()
     loaded = load_model(model)
     if method == "greedy":
         space_for(ModelShape.from_config(loaded.model.config)).check_budget(budget)
-        arch = greedy_reference(loaded, progress=not as_json)(budget)
+        arch = greedy_reference(loaded, probes=probes or "loss", progress=not as_json)(budget)
     else:
         arch = make_baseline(method, loaded, budget)
     if out_path:
@@ -323,6 +329,7 @@ def campaign(
                                                            "by TransAct's iterative schedule (0: none)")] = None,
     greedy_stages: Annotated[Optional[int], typer.Option(help="Shares of the budget after each of which the greedy "
                                                               "seed probes its sensitivity again (1: once)")] = None,
+    probes: ProbesOpt = None,
     final_top: Annotated[Optional[int], typer.Option(help="Best pairs per budget read again on --final-tokens "
                                                           "validation tokens to pick the winner (0: none)")] = None,
     final_tokens: Annotated[Optional[int], typer.Option(help="Validation tokens of the finalists' longer read")] = None,
@@ -348,7 +355,7 @@ def campaign(
                             rounds=rounds, verify=verify, trials=trials, sampler=sampler, pessimism=pessimism,
                             compare_tokens=compare_tokens, name=name,
                             storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
-                            greedy_stages=greedy_stages, final_top=final_top, final_tokens=final_tokens,
+                            greedy_stages=greedy_stages, probes=probes, final_top=final_top, final_tokens=final_tokens,
                             task_limit=task_limit, max_flops=max_flops, max_kv=max_kv,
                             refit=None if refit and base.refit else refit,  # --refit keeps a configured spec
                             tasks=resolve_tasks(tasks) if tasks else None)
@@ -438,6 +445,7 @@ def compare_command(
     greedy_stages: Annotated[int, typer.Option(
         min=0, help="Also the greedy allocator (no search; the campaign's seed), re-probed in this many stages "
                     "(each costs one probe pass, cached); 0 leaves it out")] = 3,
+    probes: ProbesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The searched model(s), the greedy allocator and every heuristic baseline on held-out test text, in one run
@@ -447,6 +455,7 @@ def compare_command(
     from prunesearch.pruners.baselines import METHODS
     from prunesearch.pruners.refit import resolve_refit
     from prunesearch.pruners.greedy import greedy_reference
+    from prunesearch.pruners.sensitivity import probe_spec
     from prunesearch.search.compare import HIGHEST_BUDGET, baselines_at, check_model, compare, greedy_beside
     from prunesearch.search.report import comparison_markdown, comparison_table, rows_to_json
     from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace
@@ -457,6 +466,7 @@ def compare_command(
     if unknown:
         raise PrunesearchError(f"unknown method '{unknown[0]}' (choose from {', '.join(METHODS)})")
     task_names = _task_names(tasks, limit)
+    probe_spec(probes or "loss")
     _quiet_libraries()
     loaded = load_model(model)
     shape = ModelShape.from_config(loaded.model.config)
@@ -467,7 +477,8 @@ def compare_command(
         check_model(loaded, arch, str(path))
         models[f"searched: {path}"] = ("searched", arch)
     applied = resolve_refit(loaded, refit, [arch for _, arch in models.values()], progress=not as_json)
-    reference = (greedy_beside(greedy_reference(loaded, progress=not as_json), budget, greedy_stages, limits)
+    reference = (greedy_beside(greedy_reference(loaded, probes=probes or "loss", progress=not as_json), budget,
+                               greedy_stages, limits)
                  if greedy_stages else {})
     models.update(reference)
     baselines, unmet = baselines_at(loaded, budget, chosen, progress=not as_json, limits=limits)

@@ -268,6 +268,12 @@ def test_baseline_writes_a_method_or_the_greedy_architecture_and_refuses_bad_inp
         arch = json.loads(path.read_text())
         assert record["method"] == method and arch["meta"]["method"] == method and record["removed"] >= 0.29
     assert arch["meta"]["stages"] == 3 and arch["meta"]["units"] == "transact"
+    result = run(env, "baseline", "--model", tiny_dir, "--method", "greedy", "--budget", "0.3", "--probes", "kl-dims",
+                 "--out", tmp_path / "kl.json", "--json")
+    assert_ok(result)
+    assert json.loads(result.stdout)["removed"] >= 0.29 and (tmp_path / "kl.json").is_file()
+    assert_user_error(run(env, "baseline", "--model", tiny_dir, "--method", "greedy", "--budget", "0.3", "--probes",
+                          "magic"), "unknown probes 'magic'", "kl-dims")
     assert_user_error(run(env, "baseline", "--model", tiny_dir, "--method", "magic", "--budget", "0.3"),
                       "unknown method 'magic'", "greedy")
     assert_user_error(run(env, "baseline", "--model", tiny_dir, "--method", "greedy", "--budget", "0.99"),

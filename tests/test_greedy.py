@@ -82,6 +82,44 @@ def test_kl_probes_measure_the_divergence_of_each_cut_and_refuse_an_unknown_meas
         SensitivitySpec(measure="mse")
 
 
+def test_head_dim_probes_measure_every_head_thinned_and_keep_old_cache_keys(setting):
+    """With ``dim_levels`` each layer is also cut to thinner q/k and v dims in every head (groups kept); entries equal
+    the directly measured loss rise, no dims means no attention, and a spec without levels keeps its old key."""
+    model, shape, scores = setting
+    base = with_layer(Architecture.dense(shape), 2, mlp=40, qk_dim=12, v_dim=12)
+    spec = replace(SPEC, dim_levels=(0.5,))
+    sens = probe(model, scores, WINDOWS, spec, progress=False, base=base)
+    start = nll(model, base, scores)
+    assert sens.dims.shape == (shape.num_layers, shape.head_dim + 1)
+    thinned = nll(model, with_layer(base, 1, qk_dim=8, v_dim=8), scores)
+    assert sens.dims[1, 8] == pytest.approx(thinned - start, abs=1e-4)
+    thinned = nll(model, with_layer(base, 2, qk_dim=8, v_dim=8), scores)
+    assert sens.dims[2, 8] == pytest.approx(thinned - start, abs=1e-4)
+    assert (sens.dims[2, 12:] == 0).all(), "dims at or above the base's own cost nothing"
+    assert np.allclose(sens.dims[:, 0], sens.attn[:, 0]), "no dims is no attention"
+    assert probe(model, scores, WINDOWS, SPEC, progress=False).dims is None
+    assert type(sens).from_dict(sens.to_dict()).dims.tolist() == sens.dims.tolist()
+    assert SPEC.key("fp") == "c0bfaea86d914060" != spec.key("fp"), "probes cached before dim_levels keep their key"
+
+
+def test_greedy_thins_head_dims_where_the_probes_say_they_are_cheapest(setting):
+    """Tables that rate thinning dims far cheapest lead the greedy there (and only further from its start); without
+    a dims table, or in a space without q/k dims, it never thins them."""
+    model, shape, scores = setting
+    space = SearchSpace(shape, mlp_step=8, protected=(0, shape.num_layers - 1))
+    sens = probe(model, scores, WINDOWS, replace(SPEC, dim_levels=(0.5, 0.25)), progress=False)
+    free = replace(sens, dims=np.where(np.arange(shape.head_dim + 1) < shape.head_dim, -1.0, 0.0) + 0 * sens.dims)
+    arch = greedy_allocation(space, free, 0.2)
+    assert all(layer.v_dim == layer.qk_dim for layer in arch.layers if layer.kv_heads)
+    assert any(0 < layer.v_dim < shape.head_dim for layer in arch.layers)
+    further = greedy_allocation(space, free, 0.3, start=arch)
+    for before, after in zip(arch.layers, further.layers):
+        assert after.kv_heads == 0 or after.v_dim <= before.v_dim
+    for plain in (greedy_allocation(space, replace(free, dims=None), 0.2),
+                  greedy_allocation(replace(space, prune_qk=False), free, 0.2)):
+        assert all(layer.v_dim in (0, shape.head_dim) for layer in plain.layers)
+
+
 @pytest.mark.parametrize("budget", [0.1, 0.3])
 def test_greedy_lands_on_the_budget_and_only_cuts_further_from_its_start(setting, budget):
     model, shape, scores = setting

@@ -21,8 +21,9 @@ from prunesearch.predictor import Predictor
 from prunesearch.evaluate import worker as worker_module
 from prunesearch.pruners import RefitSpec
 from prunesearch.pruners.greedy import greedy_allocation, mlp_step_params
-from prunesearch.search.campaign import (PRIOR, RANDOM, design, eligible_pairs, final_study, run_campaign,
-                                         sensitivity_of, space_for)
+from prunesearch.pruners.sensitivity import Sensitivity
+from prunesearch.search.campaign import (PRIOR, RANDOM, design, eligible_pairs, feature_context, final_study,
+                                         run_campaign, sensitivity_of, space_for)
 from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, search
 from prunesearch.search.reuse import reuse_search
@@ -125,6 +126,27 @@ def test_impossible_or_malformed_limits_are_refused():
             Limits(kv=bad)
     with pytest.raises(PrunesearchError, match="max_flops"):
         CampaignConfig(max_flops=2.0)
+
+
+def test_probed_head_dims_reach_the_features_and_a_saved_contexts_greedy_seed():
+    rng = np.random.default_rng(0)
+    L, I, KV, D = SMOLLM2.num_layers, SMOLLM2.intermediate_size, SMOLLM2.num_kv_heads, SMOLLM2.head_dim
+
+    def tables(dims: bool) -> Sensitivity:
+        return Sensitivity(0.0, rng.random((L, I + 1)), rng.random((L, KV + 1)), rng.random(L),
+                           rng.random((L, D + 1)) if dims else None)
+
+    no_priors = SimpleNamespace(unit={}, block={})
+    dense, probed = tables(True), tables(True)
+    ctx = feature_context(no_priors, dense, SMOLLM2, {0.2: probed})
+    assert np.array_equal(ctx.tables["sensitivity/v"], dense.dims)
+    assert np.array_equal(ctx.tables["probed20/v"], probed.dims)
+    assert np.array_equal(sensitivity_of(ctx).dims, dense.dims)
+    plain = feature_context(no_priors, tables(False), SMOLLM2)
+    assert not any(name.endswith("/v") for name in plain.tables) and sensitivity_of(plain).dims is None
+    assert CampaignConfig(probes="kl-dims").probes == "kl-dims"
+    with pytest.raises(PrunesearchError, match="unknown probes 'magic'"):
+        CampaignConfig(probes="magic")
 
 
 def test_decoder_round_trips_an_architecture_on_budget():

@@ -2,7 +2,7 @@
 
 Starting from the dense model it repeatedly takes the cheapest cut per parameter saved, judged by the
 per-layer sensitivity tables (``sensitivity.py``): shrink one layer's MLP to a lower width, drop one of its KV
-groups, or remove the whole block (never a protected one). Moves larger than what is still to be removed are
+groups, thin every head's dims (when the probes measured it), or remove the whole block (never a protected one). Moves larger than what is still to be removed are
 skipped, so the last ones are fine MLP steps and the result lands just past the budget. The tables are additive
 single-layer probes, blind to how cuts interact, so ``remeasured_greedy`` spends the budget in stages and probes
 again from each stage's architecture (the shared notes' allocator re-measures twice). On SmolLM2 at 20%, three
@@ -28,7 +28,7 @@ from prunesearch.pruners.priors import compute_priors, scores_key
 from prunesearch.pruners.scores import UnitScores
 from prunesearch.pruners.selection import select_units
 from prunesearch.pruners.refit import Refit
-from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, probe, refit_key, sensitivity
+from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, probe, probe_spec, refit_key, sensitivity
 from prunesearch.space.architecture import Architecture, LayerArch
 from prunesearch.space.cost import cost, fixed_params, layer_params
 from prunesearch.space.search_space import MLP_STEP, SearchSpace, space_for
@@ -40,32 +40,44 @@ class _Layer:
     removed: bool
     groups: int
     mlp: int
+    dim: int
 
 
 def greedy_allocation(space: SearchSpace, sens: Sensitivity, budget: float,
                       start: Architecture | None = None) -> Architecture:
     """The counts removing at least ``budget`` of the parameters (and at most one MLP step more) that the
     greedy rule picks from ``sens``, cutting further from ``start`` (dense when None; ``sens`` must then be
-    measured from it). Choose the units with ``select_units``."""
+    measured from it). Choose the units with ``select_units``.
+
+    With ``sens.dims`` (and q/k dims in the space) a layer may also thin every head's q/k and v dims. A layer cut
+    both ways is charged its group table plus its dims table scaled by the share of the probed groups still kept
+    (the dims were probed with every group present)."""
     space.check_budget(budget)
     shape = space.shape
     start = start or Architecture.dense(shape)
     total = fixed_params(shape) + shape.num_layers * layer_params(shape, Architecture.dense(shape).layers[0])
     excess = cost(start).params - (1 - budget) * total
-    mlp_grid = space.choices()["mlp"]
-    state = [_Layer(not layer.keep, layer.kv_heads, layer.mlp) for layer in start.layers]
+    choices = space.choices()
+    mlp_grid = choices["mlp"]
+    dim_grid = choices["v_dim"] if sens.dims is not None and space.prune_qk else []
+    state = [_Layer(not layer.keep, layer.kv_heads, layer.mlp, min(layer.qk_dim, layer.v_dim) or shape.head_dim)
+             for layer in start.layers]
+    probed_groups = [max(layer.kv_heads, 1) for layer in start.layers]
 
     def build(layer: _Layer) -> LayerArch:
         if layer.removed or (layer.groups == 0 and layer.mlp == 0):
             return LayerArch(keep=False)
         if layer.groups == 0:
             return LayerArch(True, 0, 0, 0, 0, layer.mlp)
-        return LayerArch(True, layer.groups, shape.group_size, shape.head_dim, shape.head_dim, layer.mlp)
+        return LayerArch(True, layer.groups, shape.group_size, layer.dim, layer.dim, layer.mlp)
 
     def loss(i: int, layer: _Layer) -> float:
         if layer.removed:
             return float(sens.block[i])
-        return float(sens.mlp[i, layer.mlp] + sens.attn[i, layer.groups])
+        attn = float(sens.attn[i, layer.groups])
+        if sens.dims is not None and layer.groups:
+            attn += layer.groups / probed_groups[i] * float(sens.dims[i, layer.dim])
+        return float(sens.mlp[i, layer.mlp]) + attn
 
     while excess > 0:
         best: tuple[float, int, _Layer, int] | None = None
@@ -73,10 +85,12 @@ def greedy_allocation(space: SearchSpace, sens: Sensitivity, budget: float,
             if layer.removed:
                 continue
             now, size = loss(i, layer), layer_params(shape, build(layer))
-            options = [_Layer(False, layer.groups, k) for k in mlp_grid if k < layer.mlp]
-            options += [_Layer(False, g, layer.mlp) for g in range(layer.groups)]
+            options = [_Layer(False, layer.groups, k, layer.dim) for k in mlp_grid if k < layer.mlp]
+            options += [_Layer(False, g, layer.mlp, layer.dim) for g in range(layer.groups)]
+            if layer.groups:
+                options += [_Layer(False, layer.groups, layer.mlp, d) for d in dim_grid if d < layer.dim]
             if i not in space.protected:
-                options.append(_Layer(True, 0, 0))
+                options.append(_Layer(True, 0, 0, layer.dim))
             for option in options:
                 if option.groups == 0 and option.mlp == 0 and i in space.protected:
                     continue
@@ -141,7 +155,7 @@ def greedy(model: PreTrainedModel, tokenizer, fingerprint: str, scores: UnitScor
 
 
 def greedy_reference(loaded: LoadedModel, units: str = "transact", mlp_step: int = MLP_STEP,
-                     calibration: CalibrationSpec = CalibrationSpec(),
+                     calibration: CalibrationSpec = CalibrationSpec(), probes: str = "loss",
                      progress: bool = True) -> Callable[[float, int], Architecture]:
     """The greedy allocator as a campaign with these settings builds it (same probes, space and caches), for
     comparisons made without a campaign: the no-search reference beside the heuristics. The dense probes are
@@ -149,11 +163,12 @@ def greedy_reference(loaded: LoadedModel, units: str = "transact", mlp_step: int
     space = space_for(ModelShape.from_config(loaded.model.config), mlp_step)
     scores = compute_priors(loaded, calibration, progress=progress).unit[units]
     key = scores_key(calibration, loaded.fingerprint, units)
-    dense = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, scores, key, SensitivitySpec(), progress)
+    spec = probe_spec(probes)
+    dense = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, scores, key, spec, progress)
 
     def at(budget: float, stages: int = 3) -> Architecture:
         arch, _ = greedy(loaded.model, loaded.tokenizer, loaded.fingerprint, scores, key, space, budget, dense,
-                         stages, progress=progress)
+                         stages, spec, progress=progress)
         return Architecture(arch.shape, arch.layers, {**arch.meta, "units": units})
 
     return at

@@ -31,7 +31,7 @@ from prunesearch.pruners.baselines import baseline
 from prunesearch.pruners.greedy import greedy
 from prunesearch.pruners.priors import Priors, compute_priors, scores_key
 from prunesearch.pruners.transact import transact_units
-from prunesearch.pruners.sensitivity import Sensitivity, SensitivitySpec, sensitivity
+from prunesearch.pruners.sensitivity import Sensitivity, probe_spec, sensitivity
 from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, optuna_sampler, search
 from prunesearch.search.report import rows_to_json
@@ -44,22 +44,29 @@ def feature_context(priors: Priors, sens: Sensitivity, shape: ModelShape,
                     probes: Mapping[float, Sensitivity] | None = None) -> FeatureContext:
     """Prior tables plus the measured sensitivity tables (loss increase by units kept, per layer): the dense probe
     and, per budget, the greedy allocator's last re-probe on its way there (``probed<pct>/...``: what a cut costs
-    once the model is already cut; on SmolLM2's pairs they raised the 5-fold band Kendall tau 0.78 -> 0.80)."""
+    once the model is already cut; on SmolLM2's pairs they raised the 5-fold band Kendall tau 0.78 -> 0.80). Probed
+    head dims join as ``<source>/v``, read at the layer's value dims."""
     ctx = FeatureContext.from_priors(priors, shape)
-    tables = {**ctx.tables, "sensitivity/mlp": sens.mlp, "sensitivity/kv": sens.attn}
-    block = {**ctx.block, "sensitivity": sens.block}
+    tables, block = dict(ctx.tables), dict(ctx.block)
+
+    def add(name: str, probed: Sensitivity) -> None:
+        tables.update({f"{name}/mlp": probed.mlp, f"{name}/kv": probed.attn})
+        if probed.dims is not None:
+            tables[f"{name}/v"] = probed.dims
+        block[name] = probed.block
+
+    add("sensitivity", sens)
     for budget, probed in (probes or {}).items():
         if probed is not sens:
-            name = f"probed{round(budget * 100)}"
-            tables.update({f"{name}/mlp": probed.mlp, f"{name}/kv": probed.attn})
-            block[name] = probed.block
+            add(f"probed{round(budget * 100)}", probed)
     return FeatureContext(shape, tables, block)
 
 
 def sensitivity_of(ctx: FeatureContext) -> Sensitivity:
     """The sensitivity tables a feature context carries (a saved predictor needs no model for the greedy seed)."""
+    dims = ctx.tables.get("sensitivity/v")
     return Sensitivity(0.0, np.asarray(ctx.tables["sensitivity/mlp"]), np.asarray(ctx.tables["sensitivity/kv"]),
-                       np.asarray(ctx.block["sensitivity"]))
+                       np.asarray(ctx.block["sensitivity"]), None if dims is None else np.asarray(dims))
 
 
 @dataclass
@@ -122,7 +129,7 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     # Probes stay plain under a refit: refitted one-layer probes rate attention cuts cheap that cost far more
     # combined, and their greedy allocation lost to the plain one refitted (bench/refit_probes.py).
     sens = sensitivity(loaded.model, loaded.tokenizer, loaded.fingerprint, priors.unit[config.units],
-                       scores_key(calibration, loaded.fingerprint, config.units), SensitivitySpec(), progress)
+                       scores_key(calibration, loaded.fingerprint, config.units), probe_spec(config.probes), progress)
     seconds["sensitivity probes"] = time.perf_counter() - start
     ctx = feature_context(priors, sens, shape)
     return Setup(config, loaded, space, priors, sens, ctx, fidelity, store, finals, calibration, seconds,
@@ -145,7 +152,8 @@ def greedy_at(setup: Setup, budget: float, stages: int, progress: bool = True) -
     """The greedy allocator at ``budget`` in ``stages`` on the campaign's probes, space and unit scores (cached),
     and its last re-probe (the predictor's ``probed<pct>`` features)."""
     arch, probed = greedy(setup.loaded.model, setup.loaded.tokenizer, setup.loaded.fingerprint, setup.scores,
-                          setup.scores_key, setup.space, budget, setup.sens, stages, progress=progress)
+                          setup.scores_key, setup.space, budget, setup.sens, stages, probe_spec(setup.config.probes),
+                          progress=progress)
     return _tagged(arch, units=setup.config.units), probed
 
 
