@@ -258,6 +258,7 @@ def test_reuse_search_needs_no_model_and_stays_on_budget(finished, tmp_path):
     step = mlp_step_params(space_for(arch.shape, config.mlp_step)) / cost(arch).dense_params
     assert 0.3 - 1e-9 <= cost(arch).removed <= 0.3 + max(config.slack, step), "past the slack by one grid step at most"
     assert result["removed"] == pytest.approx(cost(arch).removed)
+    assert not arch.has_indices and arch.meta["units"] == config.units, "evaluate picks units as the pairs did"
     limited = reuse_search(run_dir / "predictor", 0.3, trials=64, out=tmp_path / "kv.json", progress=False,
                            limits=Limits(kv=0.4))
     assert limited["kv_ratio"] <= 0.4 and Limits(kv=0.4).met_by(cost(Architecture.load(tmp_path / "kv.json")))

@@ -22,6 +22,8 @@ from prunesearch.models import LoadedModel
 from prunesearch.paths import atomic_write_text, cache_dir
 from prunesearch.pruners import (CalibrationSpec, Refit, UnitScores, activation_scores, calibrate, materialize,
                                  select_units)
+from prunesearch.pruners.bip import bip_scores
+from prunesearch.pruners.transact import transact_scores
 from prunesearch.space import Architecture, cost
 
 
@@ -48,11 +50,18 @@ class EvalSpec:
 
 def with_units(loaded: LoadedModel, arch: Architecture, calibration: CalibrationSpec = CalibrationSpec(),
                progress: bool = True) -> Architecture:
-    """``arch`` itself when it already names its units, else units chosen by activation-aware scores."""
+    """``arch`` itself when it already names its units, else units chosen by the scores its ``units`` meta names
+    (what a reused predictor was trained with), activation-aware scores when it names none."""
     if arch.has_indices:
         return arch
+    units = arch.meta.get("units", "activation")
+    methods = {"activation": lambda stats: activation_scores(loaded.model, stats),
+               "bip": lambda stats: bip_scores(loaded.model, stats),
+               "transact": lambda stats: transact_scores(stats, arch.shape)}
+    if units not in methods:
+        raise ArchitectureError(f"the architecture's units {units!r} name no unit method ({', '.join(methods)})")
     stats = calibrate(loaded.model, loaded.tokenizer, loaded.fingerprint, calibration, progress)
-    return select_units(arch, activation_scores(loaded.model, stats))
+    return select_units(arch, methods[units](stats))
 
 
 def dense_perplexity(loaded: LoadedModel, spec: EvalSpec, windows: torch.Tensor, progress: bool = True) -> Perplexity:

@@ -61,7 +61,8 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
             candidates.append(greedy_seed)
         arch, record["verified"] = _verify(predictor, candidates, progress)
     path = out or Path(directory).parent / f"search-{round(budget * 100)}.json"
-    meta = {**arch.meta, "budget": budget, "source": str(directory), **({"limits": limits.to_dict()} if limits else {}),
+    meta = {**arch.meta, "budget": budget, "source": str(directory),
+            "units": predictor.meta.get("units", "activation"), **({"limits": limits.to_dict()} if limits else {}),
             **({"refit": predictor.meta["refit"]} if predictor.meta.get("refit") else {})}
     Architecture(arch.shape, arch.layers, meta).save(path)
     figures = cost(arch)
