@@ -20,10 +20,9 @@ from prunesearch.evaluate.store import Fidelity
 from prunesearch.errors import ArchitectureError
 from prunesearch.models import LoadedModel
 from prunesearch.paths import atomic_write_text, cache_dir
-from prunesearch.pruners import (CalibrationSpec, Refit, UnitScores, activation_scores, calibrate, materialize,
+from prunesearch.pruners import (CalibrationSpec, Refit, UnitScores, calibrate, materialize,
                                  select_units)
-from prunesearch.pruners.bip import bip_scores
-from prunesearch.pruners.transact import transact_scores
+from prunesearch.pruners.priors import UNIT_METHODS, unit_scores
 from prunesearch.space import Architecture, cost
 
 
@@ -55,13 +54,10 @@ def with_units(loaded: LoadedModel, arch: Architecture, calibration: Calibration
     if arch.has_indices:
         return arch
     units = arch.meta.get("units", "activation")
-    methods = {"activation": lambda stats: activation_scores(loaded.model, stats),
-               "bip": lambda stats: bip_scores(loaded.model, stats),
-               "transact": lambda stats: transact_scores(stats, arch.shape)}
-    if units not in methods:
-        raise ArchitectureError(f"the architecture's units {units!r} name no unit method ({', '.join(methods)})")
+    if units not in UNIT_METHODS:
+        raise ArchitectureError(f"the architecture's units {units!r} name no unit method ({', '.join(UNIT_METHODS)})")
     stats = calibrate(loaded.model, loaded.tokenizer, loaded.fingerprint, calibration, progress)
-    return select_units(arch, methods[units](stats))
+    return select_units(arch, unit_scores(loaded.model, stats, units))
 
 
 def dense_perplexity(loaded: LoadedModel, spec: EvalSpec, windows: torch.Tensor, progress: bool = True) -> Perplexity:

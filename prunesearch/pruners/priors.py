@@ -11,10 +11,12 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from transformers import PreTrainedModel
 
+from prunesearch.errors import ArchitectureError
 from prunesearch.models import LoadedModel
 from prunesearch.pruners.bip import bip_scores
-from prunesearch.pruners.calibration import CalibrationSpec, calibrate
+from prunesearch.pruners.calibration import CalibrationSpec, CalibrationStats, calibrate
 from prunesearch.pruners.mi_prun import block_mi
 from prunesearch.pruners.scores import UnitScores, activation_scores
 from prunesearch.pruners.shortgpt import block_influence
@@ -53,6 +55,15 @@ def _minmax(x: torch.Tensor) -> torch.Tensor:
     return (x - x.min()) / (x.max() - x.min()).clamp_min(1e-12)
 
 
+def unit_scores(model: PreTrainedModel, stats: CalibrationStats, method: str) -> UnitScores:
+    """One unit method's scores (``UNIT_METHODS``) from a calibration pass's statistics."""
+    if method not in UNIT_METHODS:
+        raise ArchitectureError(f"units {method!r} name no unit method ({', '.join(UNIT_METHODS)})")
+    if method == "transact":
+        return transact_scores(stats, ModelShape.from_config(model.config))
+    return (activation_scores if method == "activation" else bip_scores)(model, stats)
+
+
 def compute_priors(loaded: LoadedModel, calibration: CalibrationSpec = CalibrationSpec(),
                    sleb_spec: SlebSpec = SlebSpec(), sleb_blocks: int = 8, progress: bool = True) -> Priors:
     """Every method's scores for ``loaded`` (cached on disk by the steps themselves)."""
@@ -62,13 +73,10 @@ def compute_priors(loaded: LoadedModel, calibration: CalibrationSpec = Calibrati
     stats = calibrate(model, loaded.tokenizer, loaded.fingerprint, calibration, progress)
     seconds["calibration pass"] = time.perf_counter() - start
     unit: dict[str, UnitScores] = {}
-    for name, fn in (("activation", activation_scores), ("bip", bip_scores)):
+    for name in UNIT_METHODS:
         start = time.perf_counter()
-        unit[name] = fn(model, stats)
+        unit[name] = unit_scores(model, stats, name)
         seconds[name] = time.perf_counter() - start
-    start = time.perf_counter()
-    unit["transact"] = transact_scores(stats, shape)
-    seconds["transact"] = time.perf_counter() - start
     start = time.perf_counter()
     block = {"mi": _minmax(block_mi(stats.boundary)), "shortgpt": 1 - _minmax(block_influence(stats))}
     seconds["mi + shortgpt"] = time.perf_counter() - start
