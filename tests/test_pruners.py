@@ -7,14 +7,16 @@ import pytest
 import torch
 
 from conftest import SMALL, WINDOWS, tiny_model
-from prunesearch.errors import BudgetError, PrunesearchError
+from prunesearch.errors import ArchitectureError, BudgetError, PrunesearchError
+from prunesearch.evaluate import with_units
 from prunesearch.models import load_model
 from prunesearch.predictor import FeatureContext, feature_names, featurize
-from prunesearch.pruners import collect, materialize
+from prunesearch.pruners import collect, materialize, select_units
 from prunesearch.pruners.allocation import layerwise_width, protected_ends, remove_blocks, uniform_mlp_cut, target_params
 from prunesearch.pruners.baselines import METHODS, baseline
 from prunesearch.pruners.bip import bip_scores
-from prunesearch.pruners.priors import compute_priors
+from prunesearch.pruners.calibration import calibrate
+from prunesearch.pruners.priors import compute_priors, unit_scores
 from prunesearch.pruners.scores import activation_scores
 from prunesearch.pruners.shortgpt import block_influence, shortgpt_order
 from prunesearch.pruners.sleb import SlebSpec
@@ -185,3 +187,19 @@ def test_priors_give_per_layer_features(tiny_loaded):
     assert ((features >= 0) & (features <= 1 + 1e-6)).all()
     dense = featurize([Architecture.dense(shape)], ctx)[0]
     assert all(dense[names.index(f"bip/mlp[{i}]")] == pytest.approx(1.0) for i in range(shape.num_layers))
+
+
+def test_an_architecture_without_units_gets_the_units_its_meta_names(tiny_loaded):
+    """A reused pick holds counts only: its units must come from the method its predictor's pairs used."""
+    shape = ModelShape.from_config(tiny_loaded.model.config)
+    counts = SearchSpace(shape, mlp_step=8, dim_step=2).sample_at_budget(0.3, 0)
+    stats = calibrate(tiny_loaded.model, tiny_loaded.tokenizer, tiny_loaded.fingerprint, SMALL, progress=False)
+    chosen = {m: select_units(counts, unit_scores(tiny_loaded.model, stats, m)) for m in ("activation", "transact")}
+    assert chosen["activation"].key(units=True) != chosen["transact"].key(units=True)
+    for method, expected in chosen.items():
+        arch = Architecture(shape, counts.layers, {"units": method})
+        assert with_units(tiny_loaded, arch, SMALL, progress=False).key(units=True) == expected.key(units=True)
+    assert with_units(tiny_loaded, counts, SMALL, progress=False).key(units=True) == chosen["activation"].key(units=True)
+    assert with_units(tiny_loaded, chosen["transact"], SMALL, progress=False) is chosen["transact"]
+    with pytest.raises(ArchitectureError, match="'magic' name no unit method"):
+        with_units(tiny_loaded, Architecture(shape, counts.layers, {"units": "magic"}), SMALL, progress=False)
