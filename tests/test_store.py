@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from dataclasses import replace
 
@@ -13,6 +14,7 @@ import torch
 
 from prunesearch.errors import DataError, PrunesearchError
 from prunesearch.evaluate import Fidelity, PairStore, default_storage
+from prunesearch.evaluate.store import _open
 from prunesearch.pruners import UnitScores, select_units
 from prunesearch.space import Architecture, ModelShape, SearchSpace
 
@@ -141,6 +143,18 @@ def test_queued_work_is_claimed_once_and_a_dead_workers_trial_comes_back(tmp_pat
     states = [t.state for t in study.trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 3 and states.count(optuna.trial.TrialState.FAIL) == 1
     assert sorted(p.arch.key(units=True) for p in coordinator.pairs()) == sorted(a.key(units=True) for a in made)
+
+
+def test_a_sqlite_transaction_holds_the_write_lock_from_its_first_read(url):
+    """Optuna reads a trial's state, then updates it: a claim (WAITING to RUNNING) or a completion must not
+    interleave with another process's, or two workers claim one trial and a trial declared dead is completed
+    after its retry was queued (an architecture evaluated twice)."""
+    with _open(url).engine.connect() as connection:
+        connection.exec_driver_sql("SELECT count(*) FROM trials").all()
+        other = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("UPDATE trials SET state = state")
+        other.close()
 
 
 def test_joining_a_campaign_that_does_not_exist_is_a_user_error(url):

@@ -34,6 +34,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
+from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
 from prunesearch.data import parse_dataset
@@ -136,10 +137,17 @@ def _open(storage: str | optuna.storages.BaseStorage, heartbeat: int = HEARTBEAT
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             warnings.simplefilter("ignore", FutureWarning)
             # SQLite serialises writers with a file lock: wait for it instead of failing ("database is locked").
-            engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else None
-            return optuna.storages.RDBStorage(
+            # The driver's own transactions start at the first write, so Optuna's read-check-write updates (claim a
+            # WAITING trial, complete a RUNNING one) could interleave between processes and both succeed; the
+            # driver's are turned off, and every transaction takes the write lock at its start instead.
+            sqlite = storage.startswith("sqlite")
+            engine = {"connect_args": {"timeout": 60, "isolation_level": None}} if sqlite else None
+            rdb = optuna.storages.RDBStorage(
                 storage, engine_kwargs=engine, heartbeat_interval=heartbeat,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+            if sqlite:
+                event.listen(rdb.engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+            return rdb
     except (ImportError, RuntimeError, SQLAlchemyError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise PrunesearchError(f"cannot open storage '{storage}': {reason}") from None
