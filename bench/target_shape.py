@@ -69,6 +69,9 @@ def main() -> None:
         "band pairs counted three times": variant(lambda t: t, band_copies=3),
         "mean of per-split predictors": split_means,
     }
+    unknown = set(args.variants or ()) - set(variants)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}: choose from {sorted(variants)}")
     variants = {name: f for name, f in variants.items() if not args.variants or name in args.variants}
     results: dict = {"run": str(args.run), "pairs": len(y), "folds": args.folds, "fold seeds": args.seeds,
                      "best log-ppl": floor, "pooled - mean of per-split log-ppl, max": pooled_gap, "variants": {}}
