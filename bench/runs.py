@@ -30,7 +30,7 @@ def run_pairs(run: Path) -> RunPairs:
 
     config = json.loads((run / "config.json").read_text())
     saved = Predictor.load(run / "predictor")
-    store = PairStore(default_storage(run), config["name"] or run.name)
+    store = PairStore(default_storage(run), config["name"] or run.name, read_only=True)
     archs, y, removed, _ = training_data(store, config["objective"])
     return RunPairs(config, saved, store, archs, y, removed)
 

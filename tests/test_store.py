@@ -157,6 +157,19 @@ def test_a_sqlite_transaction_holds_the_write_lock_from_its_first_read(url):
         other.close()
 
 
+def test_a_read_only_store_is_read_and_refused_to_writers_up_front(url):
+    """Every SQLite transaction begins with BEGIN IMMEDIATE: that must not stop a read-only connection (a shared
+    run folder, another user's campaign) from reading the pairs. A campaign or worker on it is refused at once
+    with the storage's reason, not after its priors with Optuna's "exception during the commit"."""
+    fine = archs(1)[0]
+    PairStore(url, "c", META).add(fine, "random", record(3.0))
+    read_only = f"sqlite:///file:{url.removeprefix('sqlite:///')}?mode=ro&uri=true"
+    assert [p.arch for p in PairStore(read_only, "c", read_only=True).pairs()] == [fine]
+    for writer in (lambda: PairStore(read_only, "c"), lambda: PairStore(read_only, "c", META)):
+        with pytest.raises(PrunesearchError, match="cannot open storage .*readonly"):
+            writer()
+
+
 def test_joining_a_campaign_that_does_not_exist_is_a_user_error(url):
     with pytest.raises(PrunesearchError, match="no campaign 'nope'"):
         PairStore(url, "nope")

@@ -127,9 +127,10 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=_plain, separators=(",", ":"))
 
 
-def _open(storage: str | optuna.storages.BaseStorage, heartbeat: int = HEARTBEAT) -> optuna.storages.BaseStorage:
-    """An RDB storage for a URL, with heartbeats and retry of dead workers' trials; connection failures are
-    one-line user errors."""
+def _open(storage: str | optuna.storages.BaseStorage, heartbeat: int = HEARTBEAT,
+          writable: bool = True) -> optuna.storages.BaseStorage:
+    """An RDB storage for a URL, with heartbeats and retry of dead workers' trials; connection failures, and a
+    storage that refuses writes where ``writable`` is asked for, are one-line user errors."""
     if not isinstance(storage, str):
         return storage
     try:
@@ -147,6 +148,11 @@ def _open(storage: str | optuna.storages.BaseStorage, heartbeat: int = HEARTBEAT
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
             if sqlite:
                 event.listen(rdb.engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+            if writable:
+                # An update of no row still needs write access (a read-only file, a SELECT-only role); checked
+                # here, before a campaign or a worker spends minutes on work it could not store.
+                with rdb.engine.begin() as connection:
+                    connection.exec_driver_sql("UPDATE studies SET study_name = study_name WHERE 0 = 1")
             return rdb
     except (ImportError, RuntimeError, SQLAlchemyError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
@@ -162,9 +168,10 @@ class PairStore:
     """Architecture -> perplexity pairs of one campaign, each an Optuna trial of the study ``campaign``."""
 
     def __init__(self, storage: str | optuna.storages.BaseStorage, campaign: str,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, read_only: bool = False) -> None:
         """Open (or with ``meta``, create) the campaign; ``meta`` None joins an existing one as a worker. The
-        heartbeat interval is the campaign's (``meta["heartbeat"]``, default 10 s), so all its workers agree."""
+        heartbeat interval is the campaign's (``meta["heartbeat"]``, default 10 s), so all its workers agree.
+        ``read_only`` opens a storage that refuses writes, to read its pairs."""
         if meta is not None:
             missing = [k for k in REQUIRED_META if k not in meta]
             if missing:
@@ -172,10 +179,10 @@ class PairStore:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.campaign = campaign
         if meta is None:
-            self._study = self._load(_open(storage))
+            self._study = self._load(_open(storage, writable=not read_only))
             heartbeat = self._study.user_attrs.get("heartbeat", HEARTBEAT)
             if heartbeat != HEARTBEAT and isinstance(storage, str):
-                self._study = self._load(_open(storage, heartbeat))
+                self._study = self._load(_open(storage, heartbeat, writable=not read_only))
             given = stored = self._study.user_attrs
         else:
             self._study = optuna.create_study(storage=_open(storage, meta.get("heartbeat", HEARTBEAT)),
