@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/store_census.py --run runs/<campaign> [--out bench/results/X.json]
 
-Reads the campaign's study and its finalists' study read-only: trials per state and worker, and the keys (counts
+Reads the campaign's study and its finalists' study (where it has one) read-only: trials per state and worker, and the keys (counts
 plus unit indices) that more than one COMPLETE trial holds. A multi-worker campaign must end with none.
 """
 
@@ -30,7 +30,8 @@ def main() -> None:
     path = default_storage(args.run).removeprefix("sqlite:///")
     storage = f"sqlite:///file:{path}?mode=ro&uri=true"
     census = {}
-    for study_name in (name, final_study(name)):
+    names = optuna.get_all_study_names(storage)
+    for study_name in (n for n in (name, final_study(name)) if n in names):
         trials = optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False)
         states = Counter(f"{t.state.name} by {t.user_attrs.get('worker', '-')}" for t in trials)
         done = Counter(t.user_attrs["arch_key"] for t in trials if t.state.name == "COMPLETE")
