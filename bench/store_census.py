@@ -2,8 +2,9 @@
 
 Usage: .venv/bin/python bench/store_census.py --run runs/<campaign> [--out bench/results/X.json]
 
-Reads the campaign's study and its finalists' study (where it has one) read-only: trials per state and worker, and the keys (counts
-plus unit indices) that more than one COMPLETE trial holds. A multi-worker campaign must end with none.
+Reads the campaign's study and its finalists' study (where it has one) read-only: trials per state and worker,
+and the keys (counts plus unit indices) that more than one COMPLETE trial holds. A multi-worker campaign must end
+with none.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def main() -> None:
         trials = optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False)
         states = Counter(f"{t.state.name} by {t.user_attrs.get('worker', '-')}" for t in trials)
         done = Counter(t.user_attrs["arch_key"] for t in trials if t.state.name == "COMPLETE")
+        twice = sorted(key for key, count in done.items() if count > 1)
         census[study_name] = {"trials": len(trials), "states": dict(sorted(states.items())),
-                              "complete": sum(done.values()), "keys measured twice": sorted(k for k, c in done.items() if c > 1)}
+                              "complete": sum(done.values()), "keys measured twice": twice}
     text = json.dumps(census, indent=1)
     print(text)
     if args.out:
