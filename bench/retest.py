@@ -25,36 +25,20 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=40)
     args = parser.parse_args()
 
-    from prunesearch.data import eval_windows, token_ids
-    from prunesearch.evaluate.perplexity import perplexity
-    from prunesearch.evaluate.store import Fidelity
     from prunesearch.models import load_model
     from prunesearch.predictor.metrics import kendall_tau
-    from prunesearch.pruners import materialize
-    from runs import predictor_fit, run_pairs
+    from runs import predictor_fit, run_pairs, second_read
 
     run = run_pairs(args.run)
     config, store, archs, y, removed = run.config, run.store, run.archs, run.y, run.removed
-    fidelity = Fidelity.from_dict(store.meta["fidelity"])
     fit_predict = predictor_fit(run, run.predictor.ctx)
     predicted = np.empty_like(y)
     for train, test in KFold(5, shuffle=True, random_state=config["seed"]).split(y):
         predicted[test] = fit_predict(train, test)
     band = np.flatnonzero(np.abs(removed - args.budget) <= config["band"])
     pick = np.random.default_rng(0).choice(band, min(args.count, len(band)), replace=False)
-    loaded = load_model(store.meta["model"])
-    per_split = fidelity.tokens // len(fidelity.data)
-    rest = {data: token_ids(loaded.tokenizer, data)[per_split:] for data in fidelity.data}
-    second = []
-    for i in pick:
-        pruned = materialize(loaded.model, archs[i])
-        total = count = 0
-        for ids in rest.values():
-            result = perplexity(pruned, eval_windows(ids, fidelity.window, per_split), progress=False)
-            total += result.nll * result.scored_tokens
-            count += result.scored_tokens
-        second.append(total / count)
-    first, second = y[pick], np.array(second)
+    second = second_read(run, load_model(store.meta["model"]), pick)
+    first = y[pick]
     out = {"run": str(args.run), "budget": args.budget, "n": len(pick),
            "tau_read1_read2": kendall_tau(first, second), "tau_predicted_read1": kendall_tau(first, predicted[pick]),
            "tau_predicted_read2": kendall_tau(second, predicted[pick]),

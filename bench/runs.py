@@ -87,6 +87,36 @@ def out_of_fold(pairs: RunPairs, fit_predict: Callable[[np.ndarray, np.ndarray],
             for b in config["budgets"] for subset in ("all", "band") for metric in metrics}
 
 
+def second_read(pairs: RunPairs, loaded: Any, rows: Any, done: dict[str, float] | None = None,
+                on_read: Callable[[str, float], None] | None = None) -> np.ndarray:
+    """Log-ppl of ``pairs.archs[rows]`` at the run's fidelity (same splits, window and token count) on the text
+    that follows the campaign's read. ``done`` holds reads already made, by architecture key; ``on_read(key,
+    log_ppl)`` sees each new one (so a long read can be saved as it goes)."""
+    from prunesearch.data import eval_windows, token_ids
+    from prunesearch.evaluate.perplexity import perplexity
+    from prunesearch.evaluate.store import Fidelity
+    from prunesearch.pruners import materialize
+
+    fidelity = Fidelity.from_dict(pairs.store.meta["fidelity"])
+    per_split = fidelity.tokens // len(fidelity.data)
+    rest = {data: token_ids(loaded.tokenizer, data)[per_split:] for data in fidelity.data}
+    done = dict(done or {})
+    for i in rows:
+        key = pairs.archs[i].key(units=True)
+        if key in done:
+            continue
+        pruned = materialize(loaded.model, pairs.archs[i])
+        total = count = 0
+        for ids in rest.values():
+            result = perplexity(pruned, eval_windows(ids, fidelity.window, per_split), progress=False)
+            total += result.nll * result.scored_tokens
+            count += result.scored_tokens
+        done[key] = total / count
+        if on_read:
+            on_read(key, done[key])
+    return np.array([done[pairs.archs[i].key(units=True)] for i in rows])
+
+
 def predictor_fit(pairs: RunPairs, ctx: Any, members: int = 5) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``fit_predict`` for ``out_of_fold``: the project's predictor on feature context ``ctx``."""
     from prunesearch.predictor import Predictor

@@ -26,6 +26,9 @@ MaxFlopsOpt = Annotated[Optional[float], typer.Option(
     help="Also keep at most this fraction of the dense model's FLOPs per token (512-token context)")]
 MaxKvOpt = Annotated[Optional[float], typer.Option(
     help="Also keep at most this fraction of the dense model's KV-cache bytes per token")]
+MinSpeedupOpt = Annotated[Optional[float], typer.Option(
+    help="Also run at least this many times the dense model's tokens/s, as a latency model timed on this device "
+         "predicts (measured once per model and device, then cached)")]
 RefitOpt = Annotated[Optional[bool], typer.Option(
     "--refit/--no-refit", help="Refit each pruned layer's output projection by least squares on calibration text "
                                "(default: as the architecture was searched)")]
@@ -337,6 +340,7 @@ def campaign(
     task_limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents per task")] = None,
     max_flops: MaxFlopsOpt = None,
     max_kv: MaxKvOpt = None,
+    min_speedup: MinSpeedupOpt = None,
     refit: Annotated[Optional[bool], typer.Option(
         "--refit/--no-refit", help="Refit each pruned layer's output projection by least squares on calibration "
                                    "text, in every pair and every compared model")] = None,
@@ -356,7 +360,7 @@ def campaign(
                             compare_tokens=compare_tokens, name=name,
                             storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
                             greedy_stages=greedy_stages, probes=probes, final_top=final_top, final_tokens=final_tokens,
-                            task_limit=task_limit, max_flops=max_flops, max_kv=max_kv,
+                            task_limit=task_limit, max_flops=max_flops, max_kv=max_kv, min_speedup=min_speedup,
                             refit=None if refit and base.refit else refit,  # --refit keeps a configured spec
                             tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
@@ -408,6 +412,7 @@ def search_command(
     seed: Annotated[int, typer.Option(help="Search seed")] = 0,
     max_flops: MaxFlopsOpt = None,
     max_kv: MaxKvOpt = None,
+    min_speedup: MinSpeedupOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Reuse a trained predictor for a new budget: no evaluation unless --verify."""
@@ -415,7 +420,7 @@ def search_command(
     from prunesearch.space import Limits
 
     result = reuse_search(predictor, budget, verify, trials, out_path, seed, sampler, pessimism,
-                          progress=not as_json, limits=Limits(max_flops, max_kv))
+                          progress=not as_json, limits=Limits(max_flops, max_kv, min_speedup))
     if "warning" in result:
         err.print(f"warning: {result['warning']}")
     if as_json:
@@ -442,6 +447,7 @@ def compare_command(
                                    "too (default: on when a searched architecture was searched with it)")] = None,
     max_flops: MaxFlopsOpt = None,
     max_kv: MaxKvOpt = None,
+    min_speedup: MinSpeedupOpt = None,
     greedy_stages: Annotated[int, typer.Option(
         min=0, help="Also the greedy allocator (no search; the campaign's seed), re-probed in this many stages "
                     "(each costs one probe pass, cached); 0 leaves it out")] = 3,
@@ -449,8 +455,8 @@ def compare_command(
     as_json: JsonOpt = False,
 ) -> None:
     """The searched model(s), the greedy allocator and every heuristic baseline on held-out test text, in one run
-    and one table. With --max-flops/--max-kv each heuristic stands at the least budget (from --budget up) whose
-    model meets them."""
+    and one table. With --max-flops/--max-kv/--min-speedup each heuristic stands at the least budget (from --budget
+    up) whose model meets them."""
     from prunesearch.models import load_model
     from prunesearch.pruners.baselines import METHODS
     from prunesearch.pruners.refit import resolve_refit
@@ -458,9 +464,10 @@ def compare_command(
     from prunesearch.pruners.sensitivity import probe_spec
     from prunesearch.search.compare import HIGHEST_BUDGET, baselines_at, check_model, compare, greedy_beside
     from prunesearch.search.report import comparison_markdown, comparison_table, rows_to_json
-    from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace
+    from prunesearch.evaluate.latency import with_latency
+    from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, space_for
 
-    limits = Limits(max_flops, max_kv)
+    limits = Limits(max_flops, max_kv, min_speedup)
     chosen = [m.strip() for m in methods.split(",") if m.strip()] or list(METHODS)
     unknown = [m for m in chosen if m not in METHODS]
     if unknown:
@@ -471,6 +478,7 @@ def compare_command(
     loaded = load_model(model)
     shape = ModelShape.from_config(loaded.model.config)
     SearchSpace(shape).check_budget(budget)
+    limits = with_latency(limits, loaded.model.config, space_for(shape), progress=not as_json)
     models = {}
     for path in arch_paths or []:
         arch = Architecture.load(path, shape)

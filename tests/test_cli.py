@@ -286,13 +286,20 @@ def test_compare_under_a_kv_ceiling_moves_each_baseline_to_a_budget_that_meets_i
                  "uniform,shortgpt", "--max-tokens", "128", "--json")
     assert_ok(result)
     record = json.loads(result.stdout)
-    assert record["limits"] == {"flops": None, "kv": 0.8} and record["unmet"] == ["uniform"]
+    assert record["limits"] == {"flops": None, "kv": 0.8, "speedup": None} and record["unmet"] == ["uniform"]
     greedy, shortgpt = record["rows"][1:]
     assert greedy["name"].startswith("greedy") and greedy["removed"] > 0.11 and greedy["kv_ratio"] <= 0.8
     assert shortgpt["name"].startswith("shortgpt") and shortgpt["removed"] > 0.11
     assert shortgpt["kv_ratio"] <= 0.8
     assert_user_error(run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--max-kv", "0.8", "--methods",
                           "uniform", "--greedy-stages", "0"), "no heuristic meets KV cache ≤ 80% of dense")
+    fast = run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--min-speedup", "1.2", "--methods",
+               "shortgpt", "--greedy-stages", "0", "--max-tokens", "128", "--json")
+    assert_ok(fast)
+    record = json.loads(fast.stdout)
+    assert record["limits"]["speedup"] == 1.2 and record["rows"][1]["removed"] > 0.11, "moved up to meet the floor"
+    assert_user_error(run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--min-speedup", "0.5"),
+                      "min_speedup must be a finite speedup over the dense model >= 1, got 0.5")
 
 
 def test_compare_refuses_an_architecture_of_another_model_and_unknown_methods(sampled, tiny_dir, env, tmp_path):

@@ -147,7 +147,7 @@ def test_baselines_under_a_kv_ceiling_stand_at_the_least_budget_that_meets_it(ti
 
     def meets(method: str, budget: float) -> bool:
         try:
-            return limits.met_by(cost(baseline(method, tiny_loaded, budget, SMALL, progress=False)))
+            return limits.met_by(baseline(method, tiny_loaded, budget, SMALL, progress=False))
         except BudgetError:  # a rule that cannot land on this budget at all
             return False
 
@@ -157,7 +157,7 @@ def test_baselines_under_a_kv_ceiling_stand_at_the_least_budget_that_meets_it(ti
     for name, (kind, arch) in models.items():
         method, budget = arch.meta["method"], arch.meta["budget"]
         assert kind == "baseline" and name == f"{method} {budget:.0%}" and budget > 0.1
-        assert limits.met_by(cost(arch)) and not meets(method, round(budget - 0.01, 2))
+        assert limits.met_by(arch) and not meets(method, round(budget - 0.01, 2))
     plain, none = baselines_at(tiny_loaded, 0.1, ("uniform",), False, Limits(), SMALL)
     assert list(plain) == ["uniform 10%"] and none == []
 
@@ -168,9 +168,9 @@ def test_the_greedy_beside_a_search_stands_at_the_least_budget_whose_allocation_
     ((name, (kind, arch)),) = greedy_beside(at, 0.1, 2, limits).items()
     budget = arch.meta["budget"]
     assert kind == "greedy" and name == f"greedy {budget:.0%}" and budget > 0.1 and arch.meta["stages"] == 2
-    assert limits.met_by(cost(arch)) and arch.key(units=True) == at(budget, 2).key(units=True)
+    assert limits.met_by(arch) and arch.key(units=True) == at(budget, 2).key(units=True)
     below = round(budget - 0.01, 2)
-    assert not (limits.met_by(cost(at(below, 1))) and limits.met_by(cost(at(below, 2))))
+    assert not (limits.met_by(at(below, 1)) and limits.met_by(at(below, 2)))
     assert list(greedy_beside(at, 0.1, 1, Limits())) == ["greedy 10%"]
     assert greedy_beside(at, 0.1, 2, Limits(flops=0.1)) == {}
 

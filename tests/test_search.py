@@ -28,6 +28,7 @@ from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, search
 from prunesearch.search.reuse import reuse_search
 from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, cost
+from prunesearch.space.latency import LatencyModel
 
 SMOLLM2 = ModelShape(30, 576, 9, 3, 64, 1536, 49152, True)
 SPACE = SearchSpace(SMOLLM2, protected=(0, 29))
@@ -98,23 +99,31 @@ def test_evolution_beats_optunas_samplers_at_equal_queries():
     assert evolved.queries_per_second > 10 * nsga.queries_per_second  # ~2,000/s vs ~45/s here
 
 
-@pytest.mark.parametrize("limits", [Limits(flops=0.7), Limits(kv=0.5), Limits(flops=0.75, kv=0.6)],
-                         ids=["flops", "kv", "both"])
+CPU_LATENCY = LatencyModel(SMOLLM2, 512, 1, "a 2-core CPU, as measured", 0.164,
+                           (1.37e-4, 8.72e-9, 4.09e-9, 6.95e-4, 8.23e-6))
+"""Coefficients as ``measure_latency`` fitted them for SmolLM2 on this project's CPU (the decoder's mechanics only
+need a plausible model; tests/test_latency.py times a real one)."""
+
+
+@pytest.mark.parametrize("limits", [Limits(flops=0.7), Limits(kv=0.5), Limits(flops=0.75, kv=0.6),
+                                    Limits(speedup=1.45, latency=CPU_LATENCY)],
+                         ids=["flops", "kv", "both", "speed"])
 def test_search_within_limits_never_breaks_one(limits):
-    """Every decoded genome and every candidate meets the budget and each FLOPs / KV-cache ceiling; where a ceiling
-    binds harder than the budget the search removes more, and a KV ceiling alone spends what it frees on MLPs."""
+    """Every decoded genome and every candidate meets the budget and each FLOPs / KV-cache ceiling and speed floor;
+    where a limit binds harder than the budget the search removes more, and a KV ceiling alone spends what it frees
+    on MLPs."""
     rng = np.random.default_rng(1)
     decoder = Decoder(SPACE, 0.2, limits=limits)
     keep = rng.random((200, 30)) < rng.uniform(0.0, 1.0, (200, 1))
     counts = decoder.decode(keep, rng.random((200, 30, 5)) ** rng.uniform(0.2, 5.0, (200, 1, 1)))
-    costs = [cost(Architecture.from_array(SMOLLM2, c)) for c in counts]
-    assert all(c.removed >= 0.2 - 1e-9 and limits.met_by(c) for c in costs)
+    archs = [Architecture.from_array(SMOLLM2, c) for c in counts]
+    assert all(cost(a).removed >= 0.2 - 1e-9 and limits.met_by(a) for a in archs)
     result = search(SPACE, additive_score, 0.2, [SPACE.repair(Architecture.dense(SMOLLM2), 0.2)], trials=256,
                     population=32, progress=False, limits=limits)
     chosen = [cost(c.arch) for c in result.candidates]
-    assert all(c.removed >= 0.2 - 1e-9 and limits.met_by(c) for c in chosen)
-    assert not limits.met_by(cost(SPACE.repair(Architecture.dense(SMOLLM2), 0.2))), "the limits must bind here"
-    if limits.flops is None:
+    assert all(cost(c.arch).removed >= 0.2 - 1e-9 and limits.met_by(c.arch) for c in result.candidates)
+    assert not limits.met_by(SPACE.repair(Architecture.dense(SMOLLM2), 0.2)), "the limits must bind here"
+    if limits == Limits(kv=limits.kv):
         assert max(c.removed for c in chosen) <= 0.2 + 0.005, "a KV ceiling alone is met by attention, not by MLPs"
 
 
@@ -126,6 +135,13 @@ def test_impossible_or_malformed_limits_are_refused():
             Limits(kv=bad)
     with pytest.raises(PrunesearchError, match="max_flops"):
         CampaignConfig(max_flops=2.0)
+    with pytest.raises(BudgetError, match="impossible"):
+        Decoder(SPACE, 0.2, limits=Limits(speedup=20.0, latency=CPU_LATENCY))  # the LM head alone caps it near 5x
+    with pytest.raises(BudgetError, match="latency model"):
+        Decoder(SPACE, 0.2, limits=Limits(speedup=1.3))
+    for bad in (0.5, float("inf")):
+        with pytest.raises(BudgetError, match="min_speedup"):
+            Limits(speedup=bad)
 
 
 def test_probed_head_dims_reach_the_features_and_a_saved_contexts_greedy_seed():
@@ -166,7 +182,7 @@ def test_repair_lands_on_budget_from_anywhere():
 
 def test_design_draws_both_kinds_of_pairs_for_every_budget():
     budgets = (0.2, 0.3)
-    setup = SimpleNamespace(config=CampaignConfig(model="unused", budgets=budgets), space=SPACE)
+    setup = SimpleNamespace(config=CampaignConfig(model="unused", budgets=budgets), space=SPACE, limits=Limits())
     seeds = {b: {name: SPACE.sample_at_budget(b, seed) for seed, name in enumerate(("a", "b"))} for b in budgets}
     drawn = list(itertools.islice(design(setup, seeds), 40))
     for budget in budgets:
@@ -261,7 +277,11 @@ def test_reuse_search_needs_no_model_and_stays_on_budget(finished, tmp_path):
     assert not arch.has_indices and arch.meta["units"] == config.units, "evaluate picks units as the pairs did"
     limited = reuse_search(run_dir / "predictor", 0.3, trials=64, out=tmp_path / "kv.json", progress=False,
                            limits=Limits(kv=0.4))
-    assert limited["kv_ratio"] <= 0.4 and Limits(kv=0.4).met_by(cost(Architecture.load(tmp_path / "kv.json")))
+    assert limited["kv_ratio"] <= 0.4 and Limits(kv=0.4).met_by(Architecture.load(tmp_path / "kv.json"))
+    fast = reuse_search(run_dir / "predictor", 0.3, trials=64, out=tmp_path / "fast.json", progress=False,
+                        limits=Limits(speedup=1.15))
+    assert fast["predicted_speedup"] >= 1.15 - 1e-9 and fast["latency_device"].startswith("cpu: ")
+    assert Architecture.load(tmp_path / "fast.json").meta["limits"]["speedup"] == 1.15
     assert "trained on pairs around 20%" in result["warning"], "0.3 is far from the campaign's 0.2"
     with pytest.raises(BudgetError):
         reuse_search(run_dir / "predictor", 0.99, trials=16, progress=False)
@@ -290,7 +310,7 @@ def test_only_pairs_within_the_limits_can_win(finished):
     ratios = sorted(p.record["kv_ratio"] for p in store.pairs() if p.record["removed"] >= 0.2)
     limits = Limits(kv=ratios[len(ratios) // 2])
     limited = eligible_pairs(store, 0.2, config.slack, limits)
-    assert limited and all(limits.met_by(cost(p.arch)) and p.record["removed"] >= 0.2 - 1e-9 for p in limited)
+    assert limited and all(limits.met_by(p.arch) and p.record["removed"] >= 0.2 - 1e-9 for p in limited)
     assert any(p.record["removed"] > 0.21 for p in limited), "a binding ceiling lets deeper cuts compete"
     assert {p.number for p in plain} - {p.number for p in limited}, "and shuts out pairs that break it"
 
@@ -299,7 +319,7 @@ def test_campaign_within_a_kv_ceiling_returns_a_winner_within_it(tiny_dir, tmp_p
     config = tiny_config(tiny_dir, max_kv=0.6, compare_tokens=64, final_top=0, refine_top=0)
     summary = run_campaign(config, tmp_path / "run", progress=False)
     best = Architecture.load(tmp_path / "run" / "best.json")
-    assert Limits(kv=0.6).met_by(cost(best)) and cost(best).removed >= 0.2 - 1e-9
+    assert Limits(kv=0.6).met_by(best) and cost(best).removed >= 0.2 - 1e-9
     assert summary["best"][0.2]["kv_ratio"] <= 0.6
     report = (tmp_path / "run" / "report.md").read_text()
     assert "KV cache ≤ 60% of dense" in report and "least budget whose model meets the limits" in report

@@ -28,7 +28,7 @@ class Speed:
         return self.tokens_per_s / self.dense_tokens_per_s
 
 
-def _time_forward(model: PreTrainedModel, batch: torch.Tensor) -> float:
+def time_forward(model: PreTrainedModel, batch: torch.Tensor) -> float:
     start = time.perf_counter()
     model(input_ids=batch, use_cache=False)
     return time.perf_counter() - start
@@ -41,12 +41,12 @@ def compare_speed(dense: PreTrainedModel, pruned: PreTrainedModel, seq_len: int 
     vocab = dense.config.vocab_size
     batch = torch.randint(0, vocab, (batch_size, seq_len), generator=torch.Generator().manual_seed(seed))
     batch = batch.to(dense.device)
-    _time_forward(dense, batch)
-    _time_forward(pruned, batch)
+    time_forward(dense, batch)
+    time_forward(pruned, batch)
     dense_times, pruned_times = [], []
     for _ in range(repeats):
-        dense_times.append(_time_forward(dense, batch))
-        pruned_times.append(_time_forward(pruned, batch))
+        dense_times.append(time_forward(dense, batch))
+        pruned_times.append(time_forward(pruned, batch))
     tokens = batch.numel()
     return Speed(
         tokens_per_s=tokens / statistics.median(pruned_times),

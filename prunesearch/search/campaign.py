@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from prunesearch.evaluate.latency import with_latency
 from prunesearch.evaluate.worker import work
 from prunesearch.evaluate.store import Fidelity, Pair, PairStore, default_storage
 from prunesearch.models import LoadedModel, load_model
@@ -87,6 +88,8 @@ class Setup:
     seconds: dict[str, float] = field(default_factory=dict)
     probes: dict[float, Sensitivity] = field(default_factory=dict)
     refit: Refit | None = None
+    limits: Limits = field(default_factory=Limits)
+    """The config's limits, with this device's latency model when they hold a speed floor."""
 
     @property
     def scores(self):
@@ -105,8 +108,9 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     seconds["load model"] = time.perf_counter() - start
     shape = ModelShape.from_config(loaded.model.config)
     space = space_for(shape, config.mlp_step)
+    limits = with_latency(config.limits(), loaded.model.config, space, progress)
     for budget in config.budgets:
-        Decoder(space, budget, config.slack, config.limits())  # refuses an impossible budget or limit up front
+        Decoder(space, budget, config.slack, limits)  # refuses an impossible budget or limit up front
     fidelity = config.fidelity()
     storage = config.storage or default_storage(run_dir)
     refit_spec = config.refit_spec()
@@ -133,7 +137,7 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     seconds["sensitivity probes"] = time.perf_counter() - start
     ctx = feature_context(priors, sens, shape)
     return Setup(config, loaded, space, priors, sens, ctx, fidelity, store, finals, calibration, seconds,
-                 refit=refit)
+                 refit=refit, limits=limits)
 
 
 def seeds_at(setup: Setup, budget: float, progress: bool = True) -> dict[str, Architecture]:
@@ -186,7 +190,7 @@ def design(setup: Setup, seeds: dict[float, dict[str, Architecture]]) -> Iterato
             names = sorted(seeds[budget])
             base = seeds[budget][names[int(rng.integers(len(names)))]]
             target = float(np.clip(budget + rng.uniform(-config.band, config.band), 0.02, limit))
-            decoder = Decoder(space, target, config.slack, config.limits())
+            decoder = Decoder(space, target, config.slack, setup.limits)
             keep, cuts = (genes[0] for genes in decoder.encode(base.as_array()[None]))
             layers = rng.random(len(keep)) < rng.uniform(0.1, 0.6)
             cuts = np.clip(cuts + layers[:, None] * rng.normal(0, rng.uniform(0.05, 0.3), cuts.shape), 0, 1)
@@ -278,7 +282,7 @@ def eligible_pairs(store: PairStore, budget: float, slack: float, limits: Limits
     any more that meets them (a binding ceiling makes the search remove more than the budget)."""
     if limits:
         return distinct(p for p in store.pairs()
-                        if p.record["removed"] >= budget - 1e-9 and limits.met_by(cost(p.arch)))
+                        if p.record["removed"] >= budget - 1e-9 and limits.met_by(p.arch))
     return distinct(p for p in store.pairs() if budget - 1e-9 <= p.record["removed"] <= budget + max(slack, 0.01))
 
 
@@ -305,12 +309,12 @@ def finalists(setup: Setup, budget: float, progress: bool = True,
     corrects that at the cost of ``final_top`` evaluations, and reading the seed the search has to beat beside them
     keeps a proposal from winning on the short text alone."""
     config = setup.config
-    top = best_pairs(setup.store, budget, config.slack, max(config.final_top, 1), config.objective, config.limits())
+    top = best_pairs(setup.store, budget, config.slack, max(config.final_top, 1), config.objective, setup.limits)
     if setup.finals is None or not top:
         return [(pair, None) for pair in top[:1]]
     chosen = {p.arch.key(units=True) for p in top}
     wanted = {a.key(units=True) for a in contenders} - chosen
-    top += [p for p in eligible_pairs(setup.store, budget, config.slack, config.limits())
+    top += [p for p in eligible_pairs(setup.store, budget, config.slack, setup.limits)
             if p.arch.key(units=True) in wanted]
     for pair in top:
         setup.finals.enqueue(_tagged(pair.arch, trial=pair.number), pair.sampler)
@@ -327,7 +331,7 @@ def refine(setup: Setup, budget: float, progress: bool = True) -> list[Pair]:
     config = setup.config
     refined = {a.meta.get("refined_from") for a, sampler in setup.store.entries() if sampler == REFINED}
     widths = [p for p in best_pairs(setup.store, budget, config.slack, len(setup.store.keys()), config.objective,
-                                    config.limits()) if p.sampler != REFINED]
+                                    setup.limits) if p.sampler != REFINED]
     fresh = []
     for pair in widths[:config.refine_top]:
         if pair.number in refined:
@@ -350,7 +354,7 @@ def verify_round(setup: Setup, predictor: Predictor, budget: float, heuristics: 
     sampler = optuna_sampler(config.sampler, config.seed + round_, config.population)
     result = search(setup.space, score, budget, seeds, trials=config.trials, population=config.population,
                     seed=config.seed + round_, slack=config.slack, top=config.verify * 4, sampler=sampler,
-                    progress=progress, limits=config.limits())
+                    progress=progress, limits=setup.limits)
     known = setup.store.keys()
     fresh = []
     for candidate in result.candidates:
@@ -499,7 +503,7 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
     }
     pairs = setup.store.pairs()
     rows: list = []
-    limits, unmet = setup.config.limits(), {}
+    limits, unmet = setup.limits, {}
     for budget, arch in best.items():
         tag = f"{round(budget * 100)}"
         heuristics = seeds[budget]

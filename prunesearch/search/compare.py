@@ -44,7 +44,7 @@ def baseline_budget(loaded: LoadedModel, method: str, budget: float, limits: Lim
 
     def meets(b: float) -> bool:
         try:
-            return limits.met_by(cost(baseline(method, loaded, b, calibration, progress=progress)))
+            return limits.met_by(baseline(method, loaded, b, calibration, progress=progress))
         except BudgetError:
             return False
 
@@ -78,7 +78,7 @@ def greedy_beside(at: Callable[[float, int], Architecture], budget: float, stage
 
     def meets(b: float, n: int) -> bool:
         try:
-            return limits.met_by(cost(at(b, n)))
+            return limits.met_by(at(b, n))
         except BudgetError:
             return False
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from prunesearch.errors import BudgetError, PrunesearchError
 from prunesearch.predictor.costs import cost_tables
 from prunesearch.space.limits import TOLERANCE
-from prunesearch.space import Architecture, Limits, SearchSpace, cost
+from prunesearch.space import Architecture, Limits, SearchSpace
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 """Lower is better; takes count arrays [n, L, 6] and returns [n]."""
@@ -67,6 +67,11 @@ class Decoder:
     def __init__(self, space: SearchSpace, budget: float, slack: float = 0.005, limits: Limits = Limits()) -> None:
         space.check_budget(budget)
         self.space, self.budget, self.slack, self.limits = space, budget, slack, limits
+        if limits.speedup is not None:
+            if limits.latency is None:
+                raise BudgetError("a speed floor needs a latency model measured on the target device")
+            limits.latency.check_shape(space.shape)
+            self.latency = limits.latency
         choices = space.choices()
         self.options = [np.asarray(choices[g]) for g in WIDTH_GENES]
         self.tables = cost_tables(space.shape)
@@ -85,7 +90,7 @@ class Decoder:
             floor = Architecture.from_array(space.shape, least[0])
             raise BudgetError(f"limits {limits.describe()} are impossible in this space: the least it can keep "
                               f"(protected blocks {list(space.protected)} at their narrowest) breaks "
-                              f"{', '.join(limits.excess(cost(floor)))}")
+                              f"{', '.join(limits.excess(floor))}")
 
     def params(self, counts: np.ndarray) -> np.ndarray:
         """[n] parameter counts of count arrays [n, L, 6] (the cost model's figures, tabulated)."""
@@ -93,7 +98,8 @@ class Decoder:
         return self.tables.fixed_params + (self.attention[kv, qpk, qk, v] + self.mlp[mlp]).sum(-1)
 
     def _over_limits(self, counts: np.ndarray) -> np.ndarray:
-        """[n] whether count arrays break a FLOPs or KV-cache limit (``Limits``: fractions of dense)."""
+        """[n] whether count arrays break a FLOPs or KV-cache limit (``Limits``: fractions of dense) or fall short of
+        the speed floor."""
         over = np.zeros(len(counts), bool)
         if not self.limits:
             return over
@@ -104,6 +110,8 @@ class Decoder:
             over |= flops / t.dense_flops > self.limits.flops + TOLERANCE
         if self.limits.kv is not None:
             over |= (kv * (qk + v)).sum(-1) / t.dense_kv > self.limits.kv + TOLERANCE
+        if self.limits.speedup is not None:
+            over |= self.latency.speedup(counts) < self.limits.speedup - TOLERANCE
         return over
 
     def _over(self, counts: np.ndarray) -> np.ndarray:

@@ -10,7 +10,9 @@ from typing import Any
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate import measure
+from prunesearch.evaluate.latency import with_latency
 from prunesearch.evaluate.store import Fidelity, Pair
+from prunesearch.models import load_config
 from prunesearch.predictor import Predictor
 from prunesearch.pruners.greedy import greedy_allocation
 from prunesearch.search.campaign import SEARCH, sensitivity_of
@@ -39,6 +41,7 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
         raise PrunesearchError(f"pessimism must not be negative, got {pessimism}")
     if space.shape != predictor.ctx.shape:
         raise PrunesearchError(f"predictor {directory} is inconsistent: its space and features describe other models")
+    limits = with_latency(limits, load_config(predictor.meta["model"]), space, progress)
     greedy_seed = greedy_allocation(space, sensitivity_of(predictor.ctx), budget)
     seeds = [greedy_seed, space.repair(Architecture.dense(space.shape), budget)]
     score = partial(predictor.predict_arrays, pessimism=pessimism)
@@ -57,7 +60,7 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
     arch = best.arch
     if verify > 0:
         candidates = [c.arch for c in result.candidates[:verify]]
-        if limits.met_by(cost(greedy_seed)) and greedy_seed.key() not in {c.key() for c in candidates}:
+        if limits.met_by(greedy_seed) and greedy_seed.key() not in {c.key() for c in candidates}:
             candidates.append(greedy_seed)
         arch, record["verified"] = _verify(predictor, candidates, progress)
     path = out or Path(directory).parent / f"search-{round(budget * 100)}.json"
@@ -68,6 +71,8 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
     figures = cost(arch)
     record.update(arch=str(path), removed=figures.removed, flops_ratio=figures.flops / figures.dense_flops,
                   kv_ratio=figures.kv_bytes / figures.dense_kv_bytes, seconds=time.perf_counter() - start)
+    if limits.latency is not None:
+        record.update(predicted_speedup=limits.predicted_speedup(arch), latency_device=limits.latency.device)
     return record
 
 

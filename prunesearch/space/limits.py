@@ -1,18 +1,22 @@
-"""Ceilings beside the parameter budget: forward FLOPs per token and KV-cache bytes per token.
+"""Ceilings beside the parameter budget: forward FLOPs per token and KV-cache bytes per token, and a floor on the
+forward speedup a measured latency model predicts.
 
 A deployment is often bound by compute or by cache memory as much as by its weights. Twenty percent of the
 parameters taken from the MLPs leaves every key/value head, so the KV cache does not shrink at all; the same
 twenty percent taken as whole blocks shrinks it by a fifth. ``Limits`` caps each figure as a fraction of the
 dense model's (FLOPs at the cost model's 512-token context). A search spends at least its parameter budget and
-then cuts further wherever a limit still binds, so every architecture it returns meets all of them.
+then cuts further wherever a limit still binds, so every architecture it returns meets all of them. The speed floor
+is read from a ``LatencyModel`` timed on the device the pruned model is for.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
-from prunesearch.errors import BudgetError
-from prunesearch.space.cost import Cost
+from prunesearch.errors import BudgetError, PrunesearchError
+from prunesearch.space.architecture import Architecture
+from prunesearch.space.cost import cost
+from prunesearch.space.latency import LatencyModel
 
 TOLERANCE = 1e-9
 
@@ -20,33 +24,54 @@ TOLERANCE = 1e-9
 @dataclass(frozen=True)
 class Limits:
     """``flops``: the most forward FLOPs per token a pruned model may keep, ``kv``: the most KV-cache bytes per
-    token, each a fraction of the dense model's in (0, 1]; None: no ceiling."""
+    token, each a fraction of the dense model's in (0, 1]; ``speedup``: the least forward speedup over the dense
+    model (>= 1) that ``latency`` predicts. None: no limit."""
 
     flops: float | None = None
     kv: float | None = None
+    speedup: float | None = None
+    latency: LatencyModel | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
+        for name, value in (("flops", self.flops), ("kv", self.kv)):
             if value is not None and not 0 < value <= 1:
                 raise BudgetError(f"limit max_{name} must be a fraction of the dense model's in (0, 1], got {value}")
+        if self.speedup is not None and not 1 <= self.speedup < float("inf"):
+            raise BudgetError(f"limit min_speedup must be a finite speedup over the dense model >= 1, got {self.speedup}")
 
     def __bool__(self) -> bool:
-        return self.flops is not None or self.kv is not None
+        return self.flops is not None or self.kv is not None or self.speedup is not None
 
-    def excess(self, cost: Cost) -> dict[str, float]:
-        """Each limit ``cost`` breaks, by how much (as a fraction of dense); empty when it meets them all."""
-        ratios = {"flops": cost.flops / cost.dense_flops, "kv": cost.kv_bytes / max(cost.dense_kv_bytes, 1)}
-        return {name: ratios[name] - cap for name, cap in asdict(self).items()
-                if cap is not None and ratios[name] > cap + TOLERANCE}
+    def predicted_speedup(self, arch: Architecture) -> float:
+        """The latency model's speedup of ``arch`` over the dense model."""
+        if self.latency is None:
+            raise PrunesearchError("a speed floor needs a latency model measured on the target device")
+        return self.latency.speedup_of(arch)
 
-    def met_by(self, cost: Cost) -> bool:
-        return not self.excess(cost)
+    def excess(self, arch: Architecture) -> dict[str, float]:
+        """Each limit ``arch`` breaks, by how much (FLOPs and KV as a fraction of dense, speed as a speedup);
+        empty when it meets them all."""
+        figures = cost(arch)
+        over = {}
+        for name, cap, ratio in (("flops", self.flops, figures.flops / figures.dense_flops),
+                                 ("kv", self.kv, figures.kv_bytes / max(figures.dense_kv_bytes, 1))):
+            if cap is not None and ratio > cap + TOLERANCE:
+                over[name] = ratio - cap
+        if self.speedup is not None and (speedup := self.predicted_speedup(arch)) < self.speedup - TOLERANCE:
+            over["speedup"] = self.speedup - speedup
+        return over
+
+    def met_by(self, arch: Architecture) -> bool:
+        return not self.excess(arch)
 
     def describe(self) -> str:
-        """'FLOPs ≤ 80% of dense, KV cache ≤ 60% of dense', or 'none'."""
+        """'FLOPs ≤ 80% of dense, KV cache ≤ 60% of dense, speed ≥ 1.30× dense (cpu)', or 'none'."""
         parts = [f"{label} ≤ {cap:.0%} of dense" for label, cap in (("FLOPs", self.flops), ("KV cache", self.kv))
                  if cap is not None]
+        if self.speedup is not None:
+            parts.append(f"speed ≥ {self.speedup:.2f}× dense"
+                         + (f" ({self.latency.device})" if self.latency is not None else ""))
         return ", ".join(parts) or "none"
 
     def to_dict(self) -> dict[str, float | None]:
-        return asdict(self)
+        return {"flops": self.flops, "kv": self.kv, "speedup": self.speedup}

@@ -1,0 +1,123 @@
+"""Timing pruned models on this device to fit a ``LatencyModel`` (``prunesearch.space.latency``).
+
+A forward takes as long whatever the weights hold. So the timed models are built from the config with random
+weights and random unit choices: a latency model needs the model's config, not its checkpoint. Architectures are
+sampled across the space's budgets. Each one is timed interleaved with the dense model, and its time is taken as its
+ratio to the dense model's beside it, times the dense model's median. That way drift on a shared machine hits both
+alike. Non-negative least squares (scikit-learn's ``LinearRegression(positive=True)``) gives the fixed time and the
+coefficients. Five-fold out-of-fold predictions show how far its speedups are from the measured ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import statistics
+from dataclasses import replace
+
+import numpy as np
+import torch
+from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import KFold, cross_val_predict
+from tqdm.auto import tqdm
+
+from prunesearch.models.modeling_pruned_llama import PrunedLlamaForCausalLM
+from prunesearch.paths import cache_dir
+from prunesearch.pruners.materialize import pruned_config
+from prunesearch.pruners.scores import UnitScores
+from prunesearch.pruners.selection import select_units
+from prunesearch.evaluate.speed import time_forward
+from prunesearch.space import Architecture, Limits, SearchSpace
+from prunesearch.space.latency import LatencyModel, block_terms
+
+
+def device_name() -> str:
+    """The CPU model (or its architecture) and the threads PyTorch runs on: what a CPU timing depends on."""
+    name = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"cpu: {name}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def latency_archs(space: SearchSpace, samples: int, seed: int = 0) -> list[Architecture]:
+    """The dense model, then ``samples`` random architectures on budgets spread evenly over what the space can
+    remove (each a random mix of removed blocks, heads, dims and channels)."""
+    budgets = np.linspace(0.05, 0.9 * space.max_removable(), samples)
+    return [Architecture.dense(space.shape)] + [space.sample_at_budget(float(b), seed + i)
+                                                for i, b in enumerate(budgets)]
+
+
+def _random_scores(space: SearchSpace, seed: int) -> UnitScores:
+    s, g = space.shape, torch.Generator().manual_seed(seed)
+    return UnitScores(torch.rand(s.num_layers, s.intermediate_size, generator=g),
+                      torch.rand(s.num_layers, s.num_heads, generator=g),
+                      torch.rand(s.num_layers, s.num_kv_heads, s.head_dim, generator=g),
+                      torch.rand(s.num_layers, s.num_kv_heads, s.head_dim // 2, generator=g))
+
+
+def _random_model(dense_config, arch: Architecture, scores: UnitScores) -> PrunedLlamaForCausalLM:
+    torch.manual_seed(0)
+    return PrunedLlamaForCausalLM(pruned_config(dense_config, select_units(arch, scores, "random"))).eval()
+
+
+@torch.no_grad()
+def measure_latency(dense_config, space: SearchSpace, seq_len: int = 512, batch_size: int = 1, samples: int = 24,
+                    repeats: int = 3, seed: int = 0, progress: bool = True) -> LatencyModel:
+    """Time ``samples`` sampled architectures beside the dense one (``repeats`` interleaved forwards each, after a
+    warm-up) and fit the latency model to them."""
+    if samples < 8 or repeats < 1:
+        raise ValueError("a latency fit needs at least 8 sampled architectures and 1 timed forward each")
+    archs = latency_archs(space, samples, seed)
+    scores = _random_scores(space, seed)
+    batch = torch.randint(0, dense_config.vocab_size, (batch_size, seq_len),
+                          generator=torch.Generator().manual_seed(seed))
+    dense = _random_model(dense_config, archs[0], scores)
+    time_forward(dense, batch)
+    ratios, dense_times = [], []
+    for arch in tqdm(archs, desc="latency", disable=not progress):
+        model = _random_model(dense_config, arch, scores)
+        time_forward(model, batch)
+        times, beside = [], []
+        for _ in range(repeats):
+            beside.append(time_forward(dense, batch))
+            times.append(time_forward(model, batch))
+        ratios.append(statistics.median(times) / statistics.median(beside))
+        dense_times += beside
+    seconds = np.array(ratios) * statistics.median(dense_times)
+    terms = block_terms(space.shape, np.stack([a.as_array() for a in archs]), seq_len)
+    x = np.hstack([np.ones((len(archs), 1)), terms])
+    regression = LinearRegression(positive=True, fit_intercept=False)
+    coef = regression.fit(x, seconds).coef_
+    held_out = cross_val_predict(regression, x, seconds, cv=KFold(5, shuffle=True, random_state=seed))
+    measured_speedup = seconds[0] / seconds
+    error = np.abs(held_out[0] / held_out - measured_speedup) / measured_speedup
+    fit = {"timed": len(archs), "repeats": repeats, "seed": seed, "dense_seconds": float(seconds[0]),
+           "measured_speedups": [round(float(v), 4) for v in measured_speedup],
+           "held_out_speedup_error_mean": float(error.mean()), "held_out_speedup_error_max": float(error.max())}
+    return LatencyModel(space.shape, seq_len, batch_size, device_name(), float(coef[0]),
+                        tuple(float(c) for c in coef[1:]), fit)
+
+
+def latency_model(dense_config, space: SearchSpace, seq_len: int = 512, batch_size: int = 1, samples: int = 24,
+                  repeats: int = 3, seed: int = 0, progress: bool = True) -> LatencyModel:
+    """``measure_latency``, cached per model shape, settings and device (timing takes minutes)."""
+    key = json.dumps({"shape": space.shape.to_dict(), "seq_len": seq_len, "batch_size": batch_size,
+                      "samples": samples, "repeats": repeats, "seed": seed, "device": device_name(),
+                      "mlp_step": space.mlp_step}, sort_keys=True)
+    path = cache_dir("latency") / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        return LatencyModel.load(path)
+    model = measure_latency(dense_config, space, seq_len, batch_size, samples, repeats, seed, progress)
+    model.save(path)
+    return model
+
+
+def with_latency(limits: Limits, dense_config, space: SearchSpace, progress: bool = True) -> Limits:
+    """``limits`` with this device's latency model attached when it has a speed floor and none yet."""
+    if limits.speedup is None or limits.latency is not None:
+        return limits
+    return replace(limits, latency=latency_model(dense_config, space, progress=progress))

@@ -1,0 +1,104 @@
+"""A measured latency model: the seconds of one forward of a pruned model on one device, from its counts.
+
+FLOPs and KV bytes are exact, but they do not say how fast a model runs on a given device. A removed block also
+saves its norms, residual adds and kernel launches. A thinned attention still pays for its fused kernel at the wider
+of its q/k and v widths. A ``LatencyModel`` is linear in five per-block terms: whether an attention is present,
+its projection multiply-adds, its score and value work at that padded width, whether an MLP is present, and its
+channels. It adds the fixed time of the embeddings and the LM head. The coefficients are fitted to timed forwards
+of architectures sampled from the space on the device itself (``prunesearch.evaluate.latency``). It is what
+once-for-all NAS calls a latency predictor: the search reads it in bulk and keeps thousands of queries per second
+under a speed floor.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prunesearch.errors import PrunesearchError
+from prunesearch.paths import atomic_write_text
+from prunesearch.space.architecture import Architecture
+from prunesearch.space.shape import ModelShape
+
+TERMS = ("attention", "attention_macs", "attention_scores", "mlp", "mlp_channels")
+"""Per-block terms the model is linear in (summed over blocks), in the order of ``LatencyModel.coef``."""
+FORMAT = "prunesearch.latency/1"
+
+
+def block_terms(shape: ModelShape, counts: np.ndarray, seq_len: int) -> np.ndarray:
+    """[..., len(TERMS)] terms of count arrays [..., L, 6] (``Architecture.as_array``), summed over blocks."""
+    counts = np.asarray(counts, dtype=np.float64)
+    kv, qpk, qk, v, mlp = np.moveaxis(counts[..., 1:], -1, 0)
+    q = kv * qpk
+    terms = np.stack([
+        kv > 0,
+        shape.hidden_size * (q * qk + kv * qk + kv * v + q * v),
+        q * np.maximum(qk, v) * (seq_len + 1),  # scores and the weighted sum of values, padded to one width
+        mlp > 0,
+        mlp,
+    ], axis=-1).astype(np.float64)
+    return terms.sum(-2)
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """Seconds of one forward of a [``batch_size``, ``seq_len``] batch on ``device``: ``fixed`` plus ``coef``
+    times the ``TERMS`` of the architecture. ``fit`` records how it was measured and how well it predicts."""
+
+    shape: ModelShape
+    seq_len: int
+    batch_size: int
+    device: str
+    fixed: float
+    coef: tuple[float, ...]
+    fit: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.coef) != len(TERMS) or self.fixed < 0 or min(self.coef) < 0:
+            raise PrunesearchError(f"a latency model needs a fixed time >= 0 and {len(TERMS)} coefficients >= 0")
+
+    def seconds(self, counts: np.ndarray) -> np.ndarray:
+        """[n] predicted seconds of count arrays [n, L, 6]."""
+        return self.fixed + block_terms(self.shape, counts, self.seq_len) @ np.asarray(self.coef)
+
+    @property
+    def dense_seconds(self) -> float:
+        return float(self.seconds(Architecture.dense(self.shape).as_array()[None])[0])
+
+    def speedup(self, counts: np.ndarray) -> np.ndarray:
+        """[n] predicted tokens/s of count arrays [n, L, 6] over the dense model's (> 1: faster)."""
+        return self.dense_seconds / self.seconds(counts)
+
+    def speedup_of(self, arch: Architecture) -> float:
+        self.check_shape(arch.shape)
+        return float(self.speedup(arch.as_array()[None])[0])
+
+    def check_shape(self, shape: ModelShape) -> None:
+        if shape != self.shape:
+            raise PrunesearchError("this latency model was measured for a model of another shape")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, **asdict(self), "shape": self.shape.to_dict(), "coef": list(self.coef),
+                "terms": list(TERMS)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LatencyModel":
+        if data.get("format") != FORMAT or data.get("terms") != list(TERMS):
+            raise PrunesearchError(f"not a latency model of this version ({FORMAT}, terms {list(TERMS)})")
+        return cls(ModelShape.from_dict(data["shape"]), int(data["seq_len"]), int(data["batch_size"]),
+                   str(data["device"]), float(data["fixed"]), tuple(float(c) for c in data["coef"]),
+                   dict(data.get("fit", {})))
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "LatencyModel":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PrunesearchError(f"cannot read latency model {path}: {exc}") from exc

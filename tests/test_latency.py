@@ -1,0 +1,49 @@
+"""The latency model: timed on this device, fitted, cached, and read by the search as a speed floor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prunesearch.errors import PrunesearchError
+from prunesearch.evaluate import latency as latency_module
+from prunesearch.evaluate.latency import latency_model, with_latency
+from prunesearch.models import load_config
+from prunesearch.space import Architecture, Limits, ModelShape, space_for
+from prunesearch.space.latency import LatencyModel
+
+
+def test_a_latency_model_is_fitted_to_timed_forwards_and_cached(tiny_dir, tmp_path, monkeypatch):
+    config = load_config(str(tiny_dir))
+    space = space_for(ModelShape.from_config(config))
+    model = latency_model(config, space, seq_len=128, samples=8, repeats=2, progress=False)
+    assert model.fit["timed"] == 9 and model.shape == space.shape and model.device.startswith("cpu: ")
+    assert model.fixed >= 0 and min(model.coef) >= 0
+    dense = Architecture.dense(space.shape)
+    assert model.speedup_of(dense) == pytest.approx(1.0)
+    measured = np.array(model.fit["measured_speedups"])
+    assert measured[0] == 1.0 and measured[1:].max() > 1.2, "the most pruned samples run measurably faster"
+    assert model.speedup_of(space.sample_at_budget(0.4, 0)) > 1.0
+
+    floor = with_latency(Limits(speedup=1.1), config, space, progress=False)
+    assert floor.latency is not None and floor.latency.seq_len == 512, "a search's floor is timed at the defaults"
+
+    model.save(tmp_path / "latency.json")
+    assert LatencyModel.load(tmp_path / "latency.json") == model
+
+    def untimed(*args, **kwargs):
+        raise AssertionError("a cached latency model is not timed again")
+
+    monkeypatch.setattr(latency_module, "measure_latency", untimed)
+    assert latency_model(config, space, seq_len=128, samples=8, repeats=2, progress=False) == model
+
+    assert with_latency(Limits(kv=0.5), config, space).latency is None, "no speed floor, nothing to time"
+
+    other = ModelShape(**{**space.shape.to_dict(), "num_layers": 3})
+    with pytest.raises(PrunesearchError, match="another shape"):
+        model.speedup_of(Architecture.dense(other))
+    with pytest.raises(PrunesearchError, match="not a latency model"):
+        LatencyModel.from_dict({**model.to_dict(), "terms": ["flops"]})
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(PrunesearchError, match="cannot read latency model"):
+        LatencyModel.load(tmp_path / "bad.json")
