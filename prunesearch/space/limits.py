@@ -37,7 +37,8 @@ class Limits:
             if value is not None and not 0 < value <= 1:
                 raise BudgetError(f"limit max_{name} must be a fraction of the dense model's in (0, 1], got {value}")
         if self.speedup is not None and not 1 <= self.speedup < float("inf"):
-            raise BudgetError(f"limit min_speedup must be a finite speedup over the dense model >= 1, got {self.speedup}")
+            raise BudgetError("limit min_speedup must be a finite speedup over the dense model >= 1, "
+                              f"got {self.speedup}")
 
     def __bool__(self) -> bool:
         return self.flops is not None or self.kv is not None or self.speedup is not None
