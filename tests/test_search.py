@@ -29,6 +29,8 @@ from prunesearch.search.optimize import Decoder, search
 from prunesearch.search.reuse import reuse_search
 from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, cost
 from prunesearch.space.latency import LatencyModel
+from prunesearch.evaluate.latency import with_latency
+from prunesearch.models import load_config
 
 SMOLLM2 = ModelShape(30, 576, 9, 3, 64, 1536, 49152, True)
 SPACE = SearchSpace(SMOLLM2, protected=(0, 29))
@@ -377,6 +379,16 @@ def test_cli_campaign_refuses_a_bad_config(tmp_path):
     bad.write_text("nonsense = 1\n")
     done = _cli(tmp_path, "campaign", "--config", str(bad))
     assert done.returncode == 2 and done.stderr.startswith("error:") and "nonsense" in done.stderr
+
+
+def test_campaign_under_a_speed_floor_picks_a_winner_that_meets_it(tiny_dir, tmp_path):
+    config = tiny_config(tiny_dir, min_speedup=1.2, final_top=0, refine_top=0, greedy_stages=1)
+    summary = run_campaign(config, tmp_path, progress=False)
+    best = Architecture.load(summary["best"][0.2]["path"])
+    shape = ModelShape.from_config(load_config(str(tiny_dir)))
+    limits = with_latency(config.limits(), load_config(str(tiny_dir)), space_for(shape, config.mlp_step))
+    assert limits.met_by(best) and cost(best).removed >= 0.2 - 1e-9, "the campaign's own latency model, cached"
+    assert CampaignConfig.from_dict(config.to_dict()).min_speedup == 1.2
 
 
 def test_cli_refuses_a_ceiling_outside_zero_to_one(tmp_path):
