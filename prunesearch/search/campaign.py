@@ -36,7 +36,7 @@ from prunesearch.pruners.sensitivity import Sensitivity, probe_spec, sensitivity
 from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, optuna_sampler, search
 from prunesearch.search.report import rows_to_json
-from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, cost, space_for
+from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, space_for
 
 RANDOM, PRIOR, SEARCH, REFINED = "random", "prior", "search", "refined"
 

@@ -67,11 +67,7 @@ class Decoder:
     def __init__(self, space: SearchSpace, budget: float, slack: float = 0.005, limits: Limits = Limits()) -> None:
         space.check_budget(budget)
         self.space, self.budget, self.slack, self.limits = space, budget, slack, limits
-        if limits.speedup is not None:
-            if limits.latency is None:
-                raise BudgetError("a speed floor needs a latency model measured on the target device")
-            limits.latency.check_shape(space.shape)
-            self.latency = limits.latency
+        self.latency = limits.latency_for(space.shape) if limits.speedup is not None else None
         choices = space.choices()
         self.options = [np.asarray(choices[g]) for g in WIDTH_GENES]
         self.tables = cost_tables(space.shape)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,9 @@ class LatencyModel:
         """[n] predicted seconds of count arrays [n, L, 6]."""
         return self.fixed + block_terms(self.shape, counts, self.seq_len) @ np.asarray(self.coef)
 
-    @property
+    @cached_property
     def dense_seconds(self) -> float:
+        """Computed once: every ``speedup`` call of a search's bisection divides by it."""
         return float(self.seconds(Architecture.dense(self.shape).as_array()[None])[0])
 
     def speedup(self, counts: np.ndarray) -> np.ndarray:

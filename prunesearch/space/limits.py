@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prunesearch.errors import BudgetError, PrunesearchError
+from prunesearch.errors import BudgetError
 from prunesearch.space.architecture import Architecture
 from prunesearch.space.cost import cost
 from prunesearch.space.latency import LatencyModel
+from prunesearch.space.shape import ModelShape
 
 TOLERANCE = 1e-9
 
@@ -43,11 +44,16 @@ class Limits:
     def __bool__(self) -> bool:
         return self.flops is not None or self.kv is not None or self.speedup is not None
 
+    def latency_for(self, shape: ModelShape) -> LatencyModel:
+        """The latency model the speed floor is read from, checked against ``shape``."""
+        if self.latency is None:
+            raise BudgetError("a speed floor needs a latency model measured on the target device")
+        self.latency.check_shape(shape)
+        return self.latency
+
     def predicted_speedup(self, arch: Architecture) -> float:
         """The latency model's speedup of ``arch`` over the dense model."""
-        if self.latency is None:
-            raise PrunesearchError("a speed floor needs a latency model measured on the target device")
-        return self.latency.speedup_of(arch)
+        return self.latency_for(arch.shape).speedup_of(arch)
 
     def excess(self, arch: Architecture) -> dict[str, float]:
         """Each limit ``arch`` breaks, by how much (FLOPs and KV as a fraction of dense, speed as a speedup);
