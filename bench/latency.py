@@ -1,12 +1,14 @@
-"""How well does the latency model predict measured speed, against the FLOPs ratio?
+"""How well does the latency model predict measured speed, against the FLOPs and parameter ratios?
 
-Usage: .venv/bin/python bench/latency.py [--model smollm2-135m] [--test 12] [--repeats 5] [--out F]
+Usage: .venv/bin/python bench/latency.py [--model smollm2-135m] [--mode prefill|decode] [--test 12] [--repeats 5]
+       [--out F]
 
 The latency model of the search's space on this device (``latency_model``: 24 sampled architectures, timed and
 cached) predicts the speedup of ``--test`` other architectures. They are drawn with another seed, on budgets from 5%
 to 45% removed. Each is then timed interleaved with the dense model (``compare_speed``, real weights, units by
 activation scores). The bench reports the mean and largest relative error of the latency model's speedup and of
-the FLOPs ratio (dense FLOPs over the architecture's), the usual stand-in.
+the usual stand-ins: the FLOPs ratio (dense FLOPs over the architecture's) and the parameter ratio. ``--mode decode``
+does the same for generated tokens against a 512-token KV cache.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--test", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/latency.json"))
+    parser.add_argument("--mode", choices=("prefill", "decode"), default="prefill")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    out_path = args.out or Path("bench/results") / ("latency.json" if args.mode == "prefill" else
+                                                    f"latency-{args.mode}.json")
 
     from prunesearch.evaluate.latency import latency_model
     from prunesearch.evaluate.speed import compare_speed
@@ -35,27 +40,30 @@ def main() -> None:
 
     loaded = load_model(args.model)
     space = space_for(ModelShape.from_config(loaded.model.config))
-    model = latency_model(loaded.model.config, space)
+    model = latency_model(loaded.model.config, space, mode=args.mode)
     scores = compute_priors(loaded, CalibrationSpec(), progress=False).unit["activation"]
     rows = []
     for i, budget in enumerate(np.linspace(0.05, 0.45, args.test)):
         arch = select_units(space.sample_at_budget(float(budget), 1000 + i), scores)
         figures = cost(arch)
         measured = compare_speed(loaded.model, materialize(loaded.model, arch), model.seq_len, model.batch_size,
-                                 args.repeats).ratio
-        rows.append({"removed": figures.removed, "measured": measured, "latency model": model.speedup_of(arch),
-                     "flops ratio": figures.dense_flops / figures.flops})
+                                 args.repeats, mode=args.mode).ratio
+        rows.append({"removed": figures.removed, "blocks removed": sum(not layer.keep for layer in arch.layers),
+                     "measured": measured, "latency model": model.speedup_of(arch),
+                     "flops ratio": figures.dense_flops / figures.flops,
+                     "params ratio": figures.dense_params / figures.params})
         print(json.dumps(rows[-1]), flush=True)
     measured = np.array([r["measured"] for r in rows])
     errors = {name: np.abs(np.array([r[name] for r in rows]) - measured) / measured
-              for name in ("latency model", "flops ratio")}
-    out = {"model": args.model, "device": model.device, "seq_len": model.seq_len, "batch_size": model.batch_size,
+              for name in ("latency model", "flops ratio", "params ratio")}
+    out = {"model": args.model, "mode": args.mode, "device": model.device, "seq_len": model.seq_len,
+           "batch_size": model.batch_size,
            "fit": {k: v for k, v in model.fit.items() if k != "measured_speedups"}, "fixed": model.fixed,
            "coef": model.coef, "rows": rows,
            "error": {name: {"mean": float(e.mean()), "max": float(e.max())} for name, e in errors.items()}}
     print(json.dumps(out["error"]))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ MaxKvOpt = Annotated[Optional[float], typer.Option(
 MinSpeedupOpt = Annotated[Optional[float], typer.Option(
     help="Also run at least this many times the dense model's tokens/s, as a latency model timed on this device "
          "predicts (measured once per model and device, then cached)")]
+SPEED_MODE_HELP = ("What a speed is of: prefill (a 512-token forward) or decode (one generated token against a "
+                   "512-token KV cache)")
+SpeedModeOpt = Annotated[str, typer.Option(help=SPEED_MODE_HELP)]
 RefitOpt = Annotated[Optional[bool], typer.Option(
     "--refit/--no-refit", help="Refit each pruned layer's output projection by least squares on calibration text "
                                "(default: as the architecture was searched)")]
@@ -100,7 +103,8 @@ def _summary(record: dict) -> None:
     table.add_row("KV bytes/token", f"{record['dense_kv_bytes']:,}", f"{record['kv_bytes']:,}",
                   f"{record['kv_bytes'] / record['dense_kv_bytes']:.3f}")
     if "speed_ratio" in record:
-        table.add_row("tokens/s", f"{record['dense_tokens_per_s']:.0f}", f"{record['tokens_per_s']:.0f}",
+        label = "tokens/s" if record["speed_mode"] == "prefill" else f"{record['speed_mode']} tokens/s"
+        table.add_row(label, f"{record['dense_tokens_per_s']:.0f}", f"{record['tokens_per_s']:.0f}",
                       f"{record['speed_ratio']:.3f}")
     out.print(table)
     out.print(f"removed {record['removed']:.2%} of parameters, {record['blocks_removed']} blocks; "
@@ -119,7 +123,8 @@ def evaluate(
     window: Annotated[int, typer.Option(help="Perplexity window length in tokens")] = 512,
     max_tokens: Annotated[Optional[int], typer.Option(help="Use only the first N tokens of the split")] = None,
     dense: Annotated[bool, typer.Option(help="Also measure the dense model (cached)")] = True,
-    speed_repeats: Annotated[int, typer.Option(help="Interleaved timed forwards per model (0: skip)")] = 5,
+    speed_repeats: Annotated[int, typer.Option(help="Interleaved timed steps per model (0: skip)")] = 5,
+    speed_mode: SpeedModeOpt = "prefill",
     tasks: Annotated[Optional[str], typer.Option(
         help="Also zero-shot accuracy through lm-eval: comma-separated tasks, or paper7 for the 7-task set")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents of each task")] = None,
@@ -144,7 +149,7 @@ def evaluate(
     applied = resolve_refit(loaded, refit, [arch], progress=not as_json)
     record = evaluate_architecture(
         loaded, arch, EvalSpec(data=data, window=window, max_tokens=max_tokens), with_dense=dense,
-        speed_repeats=speed_repeats, refit=applied,
+        speed_repeats=speed_repeats, speed_mode=speed_mode, refit=applied,
     )
     record["arch"] = str(arch_path) if arch_path else "dense"
     if task_names:
@@ -341,6 +346,8 @@ def campaign(
     max_flops: MaxFlopsOpt = None,
     max_kv: MaxKvOpt = None,
     min_speedup: MinSpeedupOpt = None,
+    speed_mode: Annotated[Optional[str], typer.Option(help=SPEED_MODE_HELP + ": the floor's and the comparison's "
+                                                             "(default prefill)")] = None,
     refit: Annotated[Optional[bool], typer.Option(
         "--refit/--no-refit", help="Refit each pruned layer's output projection by least squares on calibration "
                                    "text, in every pair and every compared model")] = None,
@@ -361,6 +368,7 @@ def campaign(
                             storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
                             greedy_stages=greedy_stages, probes=probes, final_top=final_top, final_tokens=final_tokens,
                             task_limit=task_limit, max_flops=max_flops, max_kv=max_kv, min_speedup=min_speedup,
+                            speed_mode=speed_mode,
                             refit=None if refit and base.refit else refit,  # --refit keeps a configured spec
                             tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
@@ -413,6 +421,7 @@ def search_command(
     max_flops: MaxFlopsOpt = None,
     max_kv: MaxKvOpt = None,
     min_speedup: MinSpeedupOpt = None,
+    speed_mode: SpeedModeOpt = "prefill",
     as_json: JsonOpt = False,
 ) -> None:
     """Reuse a trained predictor for a new budget: no evaluation unless --verify."""
@@ -420,7 +429,7 @@ def search_command(
     from prunesearch.space import Limits
 
     result = reuse_search(predictor, budget, verify, trials, out_path, seed, sampler, pessimism,
-                          progress=not as_json, limits=Limits(max_flops, max_kv, min_speedup))
+                          progress=not as_json, limits=Limits(max_flops, max_kv, min_speedup, speed_mode))
     if "warning" in result:
         err.print(f"warning: {result['warning']}")
     if as_json:
@@ -448,6 +457,7 @@ def compare_command(
     max_flops: MaxFlopsOpt = None,
     max_kv: MaxKvOpt = None,
     min_speedup: MinSpeedupOpt = None,
+    speed_mode: Annotated[str, typer.Option(help=SPEED_MODE_HELP + ": the floor's and the table's")] = "prefill",
     greedy_stages: Annotated[int, typer.Option(
         min=0, help="Also the greedy allocator (no search; the campaign's seed), re-probed in this many stages "
                     "(each costs one probe pass, cached); 0 leaves it out")] = 3,
@@ -467,7 +477,7 @@ def compare_command(
     from prunesearch.evaluate.latency import with_latency
     from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, space_for
 
-    limits = Limits(max_flops, max_kv, min_speedup)
+    limits = Limits(max_flops, max_kv, min_speedup, speed_mode)
     chosen = [m.strip() for m in methods.split(",") if m.strip()] or list(METHODS)
     unknown = [m for m in chosen if m not in METHODS]
     if unknown:
@@ -496,7 +506,8 @@ def compare_command(
     if not models:
         raise BudgetError(f"no heuristic meets {limits.describe()} at any budget up to {HIGHEST_BUDGET:.0%} "
                           "and no --arch was given")
-    rows = compare(loaded, models, max_tokens, tasks=task_names, limit=limit, progress=not as_json, refit=applied)
+    rows = compare(loaded, models, max_tokens, tasks=task_names, limit=limit, progress=not as_json, refit=applied,
+                   speed_mode=speed_mode)
     if out_path:
         atomic_write_text(out_path, comparison_markdown(rows) + "\n")
     if as_json:

@@ -108,10 +108,11 @@ def test_sample_is_deterministic(sampled, tiny_dir, env, tmp_path):
 
 
 @needs_ptb
-def test_evaluate_json(sampled, tiny_dir, env):
+@pytest.mark.parametrize("mode", ["prefill", "decode"])
+def test_evaluate_json(mode, sampled, tiny_dir, env):
     result = run(
         env, "evaluate", "--model", tiny_dir, "--arch", sampled, "--data", "ptb-test", "--window", "32",
-        "--max-tokens", "256", "--speed-repeats", "1", "--json",
+        "--max-tokens", "256", "--speed-repeats", "1", "--speed-mode", mode, "--json",
     )
     assert_ok(result)
     lines = [line for line in result.stdout.splitlines() if line.strip()]
@@ -126,7 +127,7 @@ def test_evaluate_json(sampled, tiny_dir, env):
     assert record["tokens"] == 256
     assert record["split"] == "ptb-test"
     assert record["ppl"] > 1
-    assert record["speed_ratio"] > 0
+    assert record["speed_ratio"] > 0 and record["speed_mode"] == mode
     assert isinstance(record["fingerprint"], str) and record["fingerprint"]
     c = cost(Architecture.load(sampled, tiny_shape(tiny_dir)), seq_len=32)
     assert record["params"] == c.params
@@ -203,6 +204,12 @@ def test_impossible_budget(budget, tiny_dir, env, tmp_path):
 def test_unknown_data_split(sampled, tiny_dir, env):
     result = run(env, "evaluate", "--model", tiny_dir, "--arch", sampled, "--data", "c4-test", "--json")
     assert_user_error(result, "c4-test", "ptb-test")
+    assert result.stdout.strip() == ""
+
+
+def test_unknown_speed_mode(sampled, tiny_dir, env):
+    result = run(env, "evaluate", "--model", tiny_dir, "--arch", sampled, "--speed-mode", "sideways", "--json")
+    assert_user_error(result, "speed mode must be one of prefill, decode, got 'sideways'")
     assert result.stdout.strip() == ""
 
 
@@ -286,18 +293,20 @@ def test_compare_under_a_kv_ceiling_moves_each_baseline_to_a_budget_that_meets_i
                  "uniform,shortgpt", "--max-tokens", "128", "--json")
     assert_ok(result)
     record = json.loads(result.stdout)
-    assert record["limits"] == {"flops": None, "kv": 0.8, "speedup": None} and record["unmet"] == ["uniform"]
+    assert record["limits"] == {"flops": None, "kv": 0.8, "speedup": None, "speed_mode": "prefill"}
+    assert record["unmet"] == ["uniform"]
     greedy, shortgpt = record["rows"][1:]
     assert greedy["name"].startswith("greedy") and greedy["removed"] > 0.11 and greedy["kv_ratio"] <= 0.8
     assert shortgpt["name"].startswith("shortgpt") and shortgpt["removed"] > 0.11
     assert shortgpt["kv_ratio"] <= 0.8
     assert_user_error(run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--max-kv", "0.8", "--methods",
                           "uniform", "--greedy-stages", "0"), "no heuristic meets KV cache ≤ 80% of dense")
-    fast = run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--min-speedup", "1.2", "--methods",
-               "shortgpt", "--greedy-stages", "0", "--max-tokens", "128", "--json")
+    fast = run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--min-speedup", "1.2", "--speed-mode",
+               "decode", "--methods", "shortgpt", "--greedy-stages", "0", "--max-tokens", "128", "--json")
     assert_ok(fast)
     record = json.loads(fast.stdout)
     assert record["limits"]["speedup"] == 1.2 and record["rows"][1]["removed"] > 0.11, "moved up to meet the floor"
+    assert {row["speed_mode"] for row in record["rows"]} == {"decode"}, "the table times what the floor is on"
     assert_user_error(run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--min-speedup", "0.5"),
                       "min_speedup must be a finite speedup over the dense model >= 1, got 0.5")
 

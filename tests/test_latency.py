@@ -53,3 +53,23 @@ def test_a_latency_model_is_fitted_to_timed_forwards_and_cached(tmp_path, monkey
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(PrunesearchError, match="cannot read latency model"):
         LatencyModel.load(tmp_path / "bad.json")
+
+
+def test_a_decode_latency_model_times_generated_tokens_and_serves_only_a_decode_floor(tmp_path):
+    space = space_for(ModelShape.from_config(SMALL_LLAMA))
+    decode = latency_model(SMALL_LLAMA, space, seq_len=64, samples=8, repeats=2, progress=False, mode="decode")
+    assert decode.mode == "decode" and decode.fit["timed"] == 9
+    assert max(decode.fit["measured_speedups"]) > 1.1, "the most pruned samples decode measurably faster"
+    decode.save(tmp_path / "decode.json")
+    assert LatencyModel.load(tmp_path / "decode.json").mode == "decode"
+
+    pruned = space.sample_at_budget(0.4, 0)
+    floor = Limits(speedup=1.05, speed_mode="decode", latency=decode)
+    assert floor.predicted_speedup(pruned) == decode.speedup_of(pruned)
+    assert "decode speed ≥ 1.05× dense" in floor.describe() and floor.to_dict()["speed_mode"] == "decode"
+    with pytest.raises(PrunesearchError, match="floor is on prefill but the latency model times decode"):
+        Limits(speedup=1.05, latency=decode).predicted_speedup(pruned)
+    with pytest.raises(PrunesearchError, match="speed mode must be one of prefill, decode"):
+        Limits(speedup=1.05, speed_mode="sideways")
+    with pytest.raises(PrunesearchError, match="speed mode must be one of prefill, decode"):
+        LatencyModel(decode.shape, 64, 1, "cpu", 0.0, decode.coef, "sideways")

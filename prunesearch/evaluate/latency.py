@@ -1,11 +1,11 @@
 """Timing pruned models on this device to fit a ``LatencyModel`` (``prunesearch.space.latency``).
 
-A forward takes as long whatever the weights hold. So the timed models are built from the config with random
-weights and random unit choices: a latency model needs the model's config, not its checkpoint. Architectures are
-sampled across the space's budgets. Each one is timed interleaved with the dense model, and its time is taken as its
-ratio to the dense model's beside it, times the dense model's median. That way drift on a shared machine hits both
-alike. Non-negative least squares (scikit-learn's ``LinearRegression(positive=True)``) gives the fixed time and the
-coefficients. Five-fold out-of-fold predictions show how far its speedups are from the measured ones.
+A forward, or a generated token, takes as long whatever the weights hold. So the timed models are built from the
+config with random weights and random unit choices: a latency model needs the model's config, not its checkpoint.
+Architectures are sampled across the space's budgets. Each one is timed interleaved with the dense model, and its
+time is taken as its ratio to the dense model's beside it, times the dense model's median. That way drift on a
+shared machine hits both alike. Non-negative least squares (scikit-learn's ``LinearRegression(positive=True)``)
+gives the fixed time and the coefficients. Five-fold out-of-fold predictions show how far its speedups are from the measured ones.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from prunesearch.paths import cache_dir
 from prunesearch.pruners.materialize import pruned_config
 from prunesearch.pruners.scores import UnitScores
 from prunesearch.pruners.selection import select_units
-from prunesearch.evaluate.speed import time_forward
+from prunesearch.evaluate.speed import step_timer
 from prunesearch.space import Architecture, Limits, SearchSpace
 from prunesearch.space.latency import LatencyModel, block_terms
 
@@ -66,25 +66,25 @@ def _random_model(dense_config, arch: Architecture, scores: UnitScores) -> Prune
 
 @torch.no_grad()
 def measure_latency(dense_config, space: SearchSpace, seq_len: int = 512, batch_size: int = 1, samples: int = 24,
-                    repeats: int = 3, seed: int = 0, progress: bool = True) -> LatencyModel:
-    """Time ``samples`` sampled architectures beside the dense one (``repeats`` interleaved forwards each, after a
-    warm-up) and fit the latency model to them."""
+                    repeats: int = 3, seed: int = 0, progress: bool = True, mode: str = "prefill") -> LatencyModel:
+    """Time ``samples`` sampled architectures beside the dense one (``repeats`` interleaved ``mode`` steps each,
+    after a warm-up) and fit the latency model to them."""
     if samples < 8 or repeats < 1:
-        raise ValueError("a latency fit needs at least 8 sampled architectures and 1 timed forward each")
+        raise ValueError("a latency fit needs at least 8 sampled architectures and 1 timed step each")
     archs = latency_archs(space, samples, seed)
     scores = _random_scores(space, seed)
     batch = torch.randint(0, dense_config.vocab_size, (batch_size, seq_len),
                           generator=torch.Generator().manual_seed(seed))
-    dense = _random_model(dense_config, archs[0], scores)
-    time_forward(dense, batch)
+    dense = step_timer(_random_model(dense_config, archs[0], scores), batch, mode)
+    dense()
     ratios, dense_times = [], []
-    for arch in tqdm(archs, desc="latency", disable=not progress):
-        model = _random_model(dense_config, arch, scores)
-        time_forward(model, batch)
+    for arch in tqdm(archs, desc=f"latency ({mode})", disable=not progress):
+        timer = step_timer(_random_model(dense_config, arch, scores), batch, mode)
+        timer()
         times, beside = [], []
         for _ in range(repeats):
-            beside.append(time_forward(dense, batch))
-            times.append(time_forward(model, batch))
+            beside.append(dense())
+            times.append(timer())
         ratios.append(statistics.median(times) / statistics.median(beside))
         dense_times += beside
     seconds = np.array(ratios) * statistics.median(dense_times)
@@ -99,25 +99,26 @@ def measure_latency(dense_config, space: SearchSpace, seq_len: int = 512, batch_
            "measured_speedups": [round(float(v), 4) for v in measured_speedup],
            "held_out_speedup_error_mean": float(error.mean()), "held_out_speedup_error_max": float(error.max())}
     return LatencyModel(space.shape, seq_len, batch_size, device_name(), float(coef[0]),
-                        tuple(float(c) for c in coef[1:]), fit)
+                        tuple(float(c) for c in coef[1:]), mode, fit)
 
 
 def latency_model(dense_config, space: SearchSpace, seq_len: int = 512, batch_size: int = 1, samples: int = 24,
-                  repeats: int = 3, seed: int = 0, progress: bool = True) -> LatencyModel:
-    """``measure_latency``, cached per model shape, settings and device (timing takes minutes)."""
-    key = json.dumps({"shape": space.shape.to_dict(), "seq_len": seq_len, "batch_size": batch_size,
+                  repeats: int = 3, seed: int = 0, progress: bool = True, mode: str = "prefill") -> LatencyModel:
+    """``measure_latency``, cached per model shape, mode, settings and device (timing takes minutes)."""
+    key = json.dumps({"shape": space.shape.to_dict(), "mode": mode, "seq_len": seq_len, "batch_size": batch_size,
                       "samples": samples, "repeats": repeats, "seed": seed, "device": device_name(),
                       "mlp_step": space.mlp_step}, sort_keys=True)
     path = cache_dir("latency") / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if path.exists():
         return LatencyModel.load(path)
-    model = measure_latency(dense_config, space, seq_len, batch_size, samples, repeats, seed, progress)
+    model = measure_latency(dense_config, space, seq_len, batch_size, samples, repeats, seed, progress, mode)
     model.save(path)
     return model
 
 
 def with_latency(limits: Limits, dense_config, space: SearchSpace, progress: bool = True) -> Limits:
-    """``limits`` with this device's latency model attached when it has a speed floor and none yet."""
+    """``limits`` with this device's latency model of its speed mode attached when it has a speed floor and none
+    yet."""
     if limits.speedup is None or limits.latency is not None:
         return limits
-    return replace(limits, latency=latency_model(dense_config, space, progress=progress))
+    return replace(limits, latency=latency_model(dense_config, space, progress=progress, mode=limits.speed_mode))

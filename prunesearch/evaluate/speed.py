@@ -1,17 +1,28 @@
-"""Forward throughput of a pruned model against its dense parent, timed side by side.
+"""Throughput of a pruned model against its dense parent, timed side by side, of a prompt's forward (prefill) or of
+generated tokens (decode).
 
 The two models run alternately on the same input so machine noise hits both alike; the ratio of medians is what
-we report (absolute tokens/s on a shared CPU are noisy).
+we report (absolute tokens/s on a shared CPU are noisy). Prefill and decode are different workloads: a forward of
+512 tokens is compute-bound, while a generated token reads every weight for one token's work, so a pruned model's
+decode speedup is its own figure, not its prefill speedup.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel
+from transformers import DynamicCache, PreTrainedModel
+
+from prunesearch.space.latency import check_mode
+
+DECODE_STEPS = 16
+"""Tokens generated per decode timing: enough that one timing outlasts the clock's noise on a ~40 ms step."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +32,7 @@ class Speed:
     seq_len: int
     batch_size: int
     repeats: int
+    mode: str = "prefill"
 
     @property
     def ratio(self) -> float:
@@ -34,24 +46,60 @@ def time_forward(model: PreTrainedModel, batch: torch.Tensor) -> float:
     return time.perf_counter() - start
 
 
+class DecodeTimer:
+    """Seconds per greedy step (one new token per row) against the KV cache of ``prompt``. The prompt runs once;
+    every call decodes ``steps`` tokens from a copy of its cache, so each timing sees the same context."""
+
+    def __init__(self, model: PreTrainedModel, prompt: torch.Tensor, steps: int = DECODE_STEPS) -> None:
+        # transformers 5.24 renamed the forward's ``past_key_values`` to ``cache``; pass the name this model takes
+        self.name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.model, self.steps, self.cache = model, steps, DynamicCache()
+        logits = model(input_ids=prompt, use_cache=True, **{self.name: self.cache}).logits
+        self.first = logits[:, -1:].argmax(-1)
+
+    def decode(self) -> torch.Tensor:
+        """[batch, steps] the greedy tokens after the prompt's own next token, from a copy of its cache."""
+        cache, tokens = copy.deepcopy(self.cache), [self.first]
+        for _ in range(self.steps):
+            logits = self.model(input_ids=tokens[-1], use_cache=True, **{self.name: cache}).logits
+            tokens.append(logits[:, -1:].argmax(-1))
+        return torch.cat(tokens[1:], dim=1)
+
+    def __call__(self) -> float:
+        start = time.perf_counter()
+        self.decode()
+        return (time.perf_counter() - start) / self.steps
+
+
+def step_timer(model: PreTrainedModel, batch: torch.Tensor, mode: str) -> Callable[[], float]:
+    """A call that times one step of ``model`` on ``batch``: its forward (``"prefill"``) or one generated token per
+    row against its KV cache (``"decode"``)."""
+    if check_mode(mode) == "decode":
+        return DecodeTimer(model, batch)
+    return lambda: time_forward(model, batch)
+
+
 @torch.no_grad()
 def compare_speed(dense: PreTrainedModel, pruned: PreTrainedModel, seq_len: int = 512, batch_size: int = 1,
-                  repeats: int = 5, seed: int = 0) -> Speed:
-    """Median tokens/s of each model over ``repeats`` interleaved forwards of a [batch_size, seq_len] batch."""
+                  repeats: int = 5, seed: int = 0, mode: str = "prefill") -> Speed:
+    """Median tokens/s of each model over ``repeats`` interleaved steps on a [batch_size, seq_len] prompt: its
+    forward, or with ``mode="decode"`` tokens generated against its KV cache."""
     vocab = dense.config.vocab_size
     batch = torch.randint(0, vocab, (batch_size, seq_len), generator=torch.Generator().manual_seed(seed))
     batch = batch.to(dense.device)
-    time_forward(dense, batch)
-    time_forward(pruned, batch)
+    timers = step_timer(dense, batch, mode), step_timer(pruned, batch, mode)
+    for timer in timers:
+        timer()
     dense_times, pruned_times = [], []
     for _ in range(repeats):
-        dense_times.append(time_forward(dense, batch))
-        pruned_times.append(time_forward(pruned, batch))
-    tokens = batch.numel()
+        dense_times.append(timers[0]())
+        pruned_times.append(timers[1]())
+    tokens = batch.numel() if mode == "prefill" else batch_size
     return Speed(
         tokens_per_s=tokens / statistics.median(pruned_times),
         dense_tokens_per_s=tokens / statistics.median(dense_times),
         seq_len=seq_len,
         batch_size=batch_size,
         repeats=repeats,
+        mode=mode,
     )

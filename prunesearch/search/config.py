@@ -44,8 +44,10 @@ class CampaignConfig:
     evaluation's heartbeats; a trial silent for twice that is retried by another worker. ``max_flops``/``max_kv``:
     ceilings on FLOPs and KV-cache bytes per token as fractions of dense, for every budget (``Limits``); the
     search then removes more than the budget wherever a ceiling needs it, and only pairs within them can win.
-    ``min_speedup``: a floor on the forward speedup over dense that a latency model timed on this device predicts
-    (``prunesearch.evaluate.latency``), held the same way.
+    ``min_speedup``: a floor on the speedup over dense that a latency model timed on this device predicts
+    (``prunesearch.evaluate.latency``), held the same way; ``speed_mode``: what it is a speedup of, a 512-token
+    forward (``"prefill"``) or one generated token against that much KV cache (``"decode"``), also the speed the
+    comparison measures.
     ``refit``: materialize every pruned model with the least-squares refit of its output projections
     (``prunesearch.pruners.refit``), the pairs and the comparison's baselines alike: true for the default
     ``RefitSpec``, or a table of its fields (e.g. ``refit = {count = 64}`` for fewer calibration windows).
@@ -85,6 +87,7 @@ class CampaignConfig:
     max_flops: float | None = None
     max_kv: float | None = None
     min_speedup: float | None = None
+    speed_mode: str = "prefill"
     refit: bool | dict[str, Any] = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -127,7 +130,7 @@ class CampaignConfig:
     def limits(self) -> Limits:
         """The FLOPs and KV-cache ceilings and the speed floor every budget's search and winner must meet (the floor
         without its latency model, which ``prepare`` measures on this device)."""
-        return Limits(self.max_flops, self.max_kv, self.min_speedup)
+        return Limits(self.max_flops, self.max_kv, self.min_speedup, self.speed_mode)
 
     def final_fidelity(self) -> Fidelity | None:
         """The longer read of the finalists (None when off or no longer than the search fidelity)."""

@@ -24,9 +24,10 @@ COMPARED = ("searched", "greedy")
 @dataclass
 class Row:
     """One model of the comparison. ``ppl`` maps a data split (e.g. ``"ptb-test"``) to perplexity; ``speed_ratio``
-    is its tokens/s over the dense model's, ``flops_ratio`` and ``kv_ratio`` its FLOPs and KV-cache bytes per token
-    over the dense model's (the cost model's exact figures); ``accuracy`` maps a zero-shot task to accuracy in 0..1; ``budget``
-    groups the rows of one target, so that a model is only compared with the baselines of its own budget."""
+    is its tokens/s over the dense model's in ``speed_mode`` (a prompt's forward, or decoding); ``flops_ratio`` and
+    ``kv_ratio`` its FLOPs and KV-cache bytes per token over the dense model's (the cost model's exact figures);
+    ``accuracy`` maps a zero-shot task to accuracy in 0..1; ``budget`` groups the rows of one target, so that a
+    model is only compared with the baselines of its own budget."""
 
     name: str
     kind: str
@@ -34,6 +35,7 @@ class Row:
     params: int
     ppl: dict[str, float]
     speed_ratio: float | None = None
+    speed_mode: str = "prefill"
     flops_ratio: float | None = None
     kv_ratio: float | None = None
     accuracy: dict[str, float] = field(default_factory=dict)
@@ -89,7 +91,8 @@ def _cells(rows: Sequence[Row], reference: str | None) -> tuple[list[str], list[
     headers = ["model", "kind", "removed", "params (M)", "FLOPs × dense", "KV × dense"]
     headers += [f"{split} ppl" for split in splits]
     headers += [f"{split} {versus}" for split in splits]
-    headers += ["tokens/s × dense"]
+    modes = {row.speed_mode for row in rows if row.speed_ratio is not None}
+    headers += ["tokens/s × dense" if modes <= {"prefill"} else f"{'/'.join(sorted(modes))} tokens/s × dense"]
     if tasks:
         headers += [f"{task} acc %" for task in tasks] + ["avg acc %"]
     body = []

@@ -72,7 +72,8 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
     record.update(arch=str(path), removed=figures.removed, flops_ratio=figures.flops / figures.dense_flops,
                   kv_ratio=figures.kv_bytes / figures.dense_kv_bytes, seconds=time.perf_counter() - start)
     if limits.latency is not None:
-        record.update(predicted_speedup=limits.predicted_speedup(arch), latency_device=limits.latency.device)
+        record.update(predicted_speedup=limits.predicted_speedup(arch), speed_mode=limits.speed_mode,
+                      latency_device=limits.latency.device)
     return record
 
 

@@ -1,10 +1,14 @@
-"""A measured latency model: the seconds of one forward of a pruned model on one device, from its counts.
+"""A measured latency model: the seconds of one step of a pruned model on one device, from its counts.
+
+A step is what the speed is taken on. ``prefill``: one forward of a whole prompt, compute-bound on a CPU.
+``decode``: one generated token against the KV cache of a prompt, where every weight is read for one token's work,
+so the fixed LM head and each block's overheads weigh far more than their FLOPs say.
 
 FLOPs and KV bytes are exact, but they do not say how fast a model runs on a given device. A removed block also
 saves its norms, residual adds and kernel launches. A thinned attention still pays for its fused kernel at the wider
 of its q/k and v widths. A ``LatencyModel`` is linear in five per-block terms: whether an attention is present,
 its projection multiply-adds, its score and value work at that padded width, whether an MLP is present, and its
-channels. It adds the fixed time of the embeddings and the LM head. The coefficients are fitted to timed forwards
+channels. It adds the fixed time of the embeddings and the LM head. The coefficients are fitted to timed steps
 of architectures sampled from the space on the device itself (``prunesearch.evaluate.latency``). It is what
 once-for-all NAS calls a latency predictor: the search reads it in bulk and keeps thousands of queries per second
 under a speed floor.
@@ -27,11 +31,23 @@ from prunesearch.space.shape import ModelShape
 
 TERMS = ("attention", "attention_macs", "attention_scores", "mlp", "mlp_channels")
 """Per-block terms the model is linear in (summed over blocks), in the order of ``LatencyModel.coef``."""
-FORMAT = "prunesearch.latency/1"
+FORMAT = "prunesearch.latency/2"
+MODES = ("prefill", "decode")
+"""What a speed is taken on: a forward of a [batch, seq_len] prompt, or one greedy token per row against the KV
+cache of such a prompt."""
+
+
+def check_mode(mode: str) -> str:
+    """``mode`` itself when it is one of ``MODES``; a clear error before any timing when it is not."""
+    if mode not in MODES:
+        raise PrunesearchError(f"speed mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
 
 
 def block_terms(shape: ModelShape, counts: np.ndarray, seq_len: int) -> np.ndarray:
-    """[..., len(TERMS)] terms of count arrays [..., L, 6] (``Architecture.as_array``), summed over blocks."""
+    """[..., len(TERMS)] terms of count arrays [..., L, 6] (``Architecture.as_array``), summed over blocks. The
+    score work is per query over ``seq_len`` + 1 keys: a prefill's total is that times a constant, which the fit
+    absorbs, and a decode step attends to the cached ``seq_len`` keys and its own."""
     counts = np.asarray(counts, dtype=np.float64)
     kv, qpk, qk, v, mlp = np.moveaxis(counts[..., 1:], -1, 0)
     q = kv * qpk
@@ -47,8 +63,9 @@ def block_terms(shape: ModelShape, counts: np.ndarray, seq_len: int) -> np.ndarr
 
 @dataclass(frozen=True)
 class LatencyModel:
-    """Seconds of one forward of a [``batch_size``, ``seq_len``] batch on ``device``: ``fixed`` plus ``coef``
-    times the ``TERMS`` of the architecture. ``fit`` records how it was measured and how well it predicts."""
+    """Seconds of one ``mode`` step of a [``batch_size``, ``seq_len``] prompt on ``device`` (``MODES``): ``fixed``
+    plus ``coef`` times the ``TERMS`` of the architecture. ``fit`` records how it was measured and how well it
+    predicts."""
 
     shape: ModelShape
     seq_len: int
@@ -56,11 +73,13 @@ class LatencyModel:
     device: str
     fixed: float
     coef: tuple[float, ...]
+    mode: str = "prefill"
     fit: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.coef) != len(TERMS) or self.fixed < 0 or min(self.coef) < 0:
             raise PrunesearchError(f"a latency model needs a fixed time >= 0 and {len(TERMS)} coefficients >= 0")
+        check_mode(self.mode)
 
     def seconds(self, counts: np.ndarray) -> np.ndarray:
         """[n] predicted seconds of count arrays [n, L, 6]."""
@@ -93,7 +112,7 @@ class LatencyModel:
             raise PrunesearchError(f"not a latency model of this version ({FORMAT}, terms {list(TERMS)})")
         return cls(ModelShape.from_dict(data["shape"]), int(data["seq_len"]), int(data["batch_size"]),
                    str(data["device"]), float(data["fixed"]), tuple(float(c) for c in data["coef"]),
-                   dict(data.get("fit", {})))
+                   str(data["mode"]), dict(data.get("fit", {})))
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")

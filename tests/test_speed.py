@@ -1,0 +1,50 @@
+"""Side-by-side speed of a pruned model and its dense parent, of a prompt's forward and of generated tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from prunesearch.errors import PrunesearchError
+from prunesearch.evaluate.speed import DecodeTimer, compare_speed
+from prunesearch.pruners import UnitScores, materialize, select_units
+from prunesearch.space import Architecture, ModelShape
+
+
+def thinned(dense) -> torch.nn.Module:
+    """The tiny model with block 2 removed, block 1's attention removed and block 3's MLP halved: every kind of
+    layer a KV cache must skip or keep."""
+    shape = ModelShape.from_config(dense.config)
+    counts = Architecture.dense(shape).as_array()
+    counts[2] = 0
+    counts[1, 1:5] = 0
+    counts[3, 5] //= 2
+    g = torch.Generator().manual_seed(0)
+    scores = UnitScores(torch.rand(shape.num_layers, shape.intermediate_size, generator=g),
+                        torch.rand(shape.num_layers, shape.num_heads, generator=g),
+                        torch.rand(shape.num_layers, shape.num_kv_heads, shape.head_dim, generator=g),
+                        torch.rand(shape.num_layers, shape.num_kv_heads, shape.head_dim // 2, generator=g))
+    return materialize(dense, select_units(Architecture.from_array(shape, counts), scores))
+
+
+@pytest.mark.parametrize("which", ["dense", "pruned"])
+def test_the_decode_timer_generates_what_generate_does(which):
+    dense = tiny_model("llama")
+    model = dense if which == "dense" else thinned(dense)
+    prompt = torch.randint(0, dense.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        timer = DecodeTimer(model, prompt, steps=5)
+        expected = model.generate(prompt, max_new_tokens=6, do_sample=False, min_new_tokens=6)[:, 13:]
+        assert torch.equal(timer.decode(), expected)
+        assert torch.equal(timer.decode(), expected), "each timing starts from the prompt's cache, unchanged"
+        assert timer() > 0
+
+
+@pytest.mark.parametrize("mode", ["prefill", "decode"])
+def test_compare_speed_times_both_models_in_either_mode(mode):
+    dense = tiny_model("llama")
+    speed = compare_speed(dense, thinned(dense), seq_len=16, repeats=2, mode=mode)
+    assert speed.mode == mode and speed.tokens_per_s > 0 and speed.dense_tokens_per_s > 0
+    with pytest.raises(PrunesearchError, match="speed mode must be one of prefill, decode"):
+        compare_speed(dense, dense, seq_len=16, repeats=1, mode="sideways")
