@@ -289,6 +289,10 @@ def test_reuse_search_needs_no_model_and_stays_on_budget(finished, tmp_path):
     assert fast["predicted_speedup"] >= 1.15 - 1e-9 and fast["latency_device"].startswith("cpu: ")
     assert Architecture.load(tmp_path / "fast.json").meta["limits"]["speedup"] == 1.15
     assert "trained on pairs around 20%" in result["warning"], "0.3 is far from the campaign's 0.2"
+    pushed = reuse_search(run_dir / "predictor", 0.2, trials=64, out=tmp_path / "pushed.json", progress=False,
+                          limits=Limits(kv=0.4))
+    assert pushed["removed"] > 0.2 + 0.025 and "push it past the 20% budget" in pushed["warning"], \
+        "a ceiling that carries the pick out of the trained band is warned about, though the budget is trained"
     with pytest.raises(BudgetError):
         reuse_search(run_dir / "predictor", 0.99, trials=16, progress=False)
     with pytest.raises(PrunesearchError, match="pessimism must not be negative"):

@@ -21,9 +21,10 @@ from prunesearch.space import Architecture, Limits, SearchSpace, cost
 
 
 NEAR = 0.025
-"""Reuse warns at a budget farther than this from every budget the predictor's campaign trained at (the band its
-rank quality is reported in). On SmolLM2 a predictor trained at 20% and 30% picked a 25% model worse than two
-heuristics on test text, where the greedy seed it started from was far better (BENCHMARKS.md)."""
+"""Reuse warns when its pick removes a share farther than this from every budget the predictor's campaign trained at
+(the band its rank quality is reported in): at such a budget, or where a ceiling or speed floor pushes the pick past
+its budget. On SmolLM2 a predictor trained at 20% and 30% picked a 25% model worse than two heuristics on test text,
+where the greedy seed it started from was far better (BENCHMARKS.md)."""
 
 
 def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 20000, out: Path | None = None,
@@ -32,7 +33,7 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
     """Search ``directory``'s predictor at ``budget`` within ``limits``, seeded with the greedy allocation (from
     the predictor's own sensitivity tables) and an even MLP cut; with ``verify`` > 0, measure the top candidates
     and the greedy seed on the predictor's fidelity and keep the best measured one. Warns (``record["warning"]``)
-    at a budget far from every budget the predictor was trained at."""
+    when the pick removes a share far from every budget the predictor was trained at."""
     start = time.perf_counter()
     predictor = Predictor.load(directory)
     space = SearchSpace.from_dict(predictor.meta["space"])
@@ -52,11 +53,6 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
                  else -best.predicted)
     record: dict[str, Any] = {"budget": budget, f"predicted_{predictor.meta.get('objective', 'ppl')}": predicted,
                               "trials": result.trials, "queries_per_s": result.queries_per_second}
-    trained = predictor.meta.get("budgets", [])
-    if trained and min(abs(budget - b) for b in trained) > NEAR:
-        record["warning"] = (f"the predictor was trained on pairs around {', '.join(f'{b:.0%}' for b in trained)}; "
-                             f"at {budget:.0%} it has seen few and may rank badly: measure with --verify K, or run "
-                             "a campaign with this budget")
     arch = best.arch
     if verify > 0:
         candidates = [c.arch for c in result.candidates[:verify]]
@@ -71,6 +67,12 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
     figures = cost(arch)
     record.update(arch=str(path), removed=figures.removed, flops_ratio=figures.flops / figures.dense_flops,
                   kv_ratio=figures.kv_bytes / figures.dense_kv_bytes, seconds=time.perf_counter() - start)
+    trained = predictor.meta.get("budgets", [])
+    if trained and min(abs(figures.removed - b) for b in trained) > NEAR:
+        pushed = f" (the limits push it past the {budget:.0%} budget)" if figures.removed > budget + NEAR else ""
+        record["warning"] = (f"the predictor was trained on pairs around {', '.join(f'{b:.0%}' for b in trained)}; "
+                             f"its pick removes {figures.removed:.1%}{pushed}, where it has seen few pairs and may "
+                             "rank badly: measure with --verify K, or run a campaign with this budget and limits")
     if limits.latency is not None:
         record.update(predicted_speedup=limits.predicted_speedup(arch), speed_mode=limits.speed_mode,
                       latency_device=limits.latency.device)
