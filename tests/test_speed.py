@@ -28,14 +28,20 @@ def thinned(dense) -> torch.nn.Module:
     return materialize(dense, select_units(Architecture.from_array(shape, counts), scores))
 
 
+@pytest.mark.parametrize("kind,overrides", [("llama", {}), ("qwen2", {}), ("mistral", {"sliding_window": 12})])
 @pytest.mark.parametrize("which", ["dense", "pruned"])
-def test_the_decode_timer_generates_what_generate_does(which):
-    dense = tiny_model("llama")
+def test_the_decode_timer_decodes_what_full_forwards_pick(which, kind, overrides):
+    """Its cached steps are true greedy decoding (past a sliding window too): each token is the one a forward over
+    the whole sequence, with no cache, picks."""
+    dense = tiny_model(kind, **overrides)
     model = dense if which == "dense" else thinned(dense)
-    prompt = torch.randint(0, dense.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
+    sequence = torch.randint(0, dense.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        timer = DecodeTimer(model, prompt, steps=5)
-        expected = model.generate(prompt, max_new_tokens=6, do_sample=False, min_new_tokens=6)[:, 13:]
+        timer = DecodeTimer(model, sequence, steps=5)
+        for _ in range(6):
+            token = model(input_ids=sequence, use_cache=False).logits[:, -1:].argmax(-1)
+            sequence = torch.cat([sequence, token], dim=1)
+        expected = sequence[:, 13:]
         assert torch.equal(timer.decode(), expected)
         assert torch.equal(timer.decode(), expected), "each timing starts from the prompt's cache, unchanged"
         assert timer() > 0

@@ -53,7 +53,8 @@ class DecodeTimer:
     def __init__(self, model: PreTrainedModel, prompt: torch.Tensor, steps: int = DECODE_STEPS) -> None:
         # transformers 5.24 renamed the forward's ``past_key_values`` to ``cache``; pass the name this model takes
         self.name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        self.model, self.steps, self.cache = model, steps, DynamicCache()
+        # the cache generate would make: its config gives sliding-window layers their own kind
+        self.model, self.steps, self.cache = model, steps, DynamicCache(config=model.config)
         logits = model(input_ids=prompt, use_cache=True, **{self.name: self.cache}).logits
         self.first = logits[:, -1:].argmax(-1)
 
