@@ -381,8 +381,10 @@ def campaign(
         out.print(comparison_table(rows, title=f"campaign {settings.campaign}: test perplexity"))
     for b, info in summary["best"].items():
         final = f", {info['final_ppl']:.2f} on the finalists' longer read" if info.get("final_ppl") else ""
+        speed = (f", predicted {info['speed_mode']} speed {info['predicted_speedup']:.2f}× dense"
+                 if "predicted_speedup" in info else "")
         out.print(f"best at {float(b):.0%}: {info['path']} (fidelity ppl {info['ppl']:.2f}{final}, "
-                  f"from {info['sampler']})")
+                  f"from {info['sampler']}{speed})")
     out.print(f"predictor: {summary['predictor']}\nreport: {summary['report']}")
 
 

@@ -58,6 +58,16 @@ SMALL = CalibrationSpec(count=4, length=32, boundary_tokens=64, boundary_rank=8,
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """One intra-op thread, as the CLI tests give their subprocesses: the tiny models gain nothing from more, and
+    a timing test with two threads on a CPU another job keeps busy measures OpenMP's waiting, not the model."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     """Caches go to a per-session temporary folder, never the user's (session-wide, so that module fixtures which
     run a campaign are covered too)."""

@@ -398,6 +398,8 @@ def test_campaign_under_a_speed_floor_picks_a_winner_that_meets_it(mode, tiny_di
     limits = with_latency(config.limits(), load_config(str(tiny_dir)), space_for(shape, config.mlp_step))
     assert limits.met_by(best) and cost(best).removed >= 0.2 - 1e-9, "the campaign's own latency model, cached"
     assert limits.latency.mode == mode and CampaignConfig.from_dict(config.to_dict()).speed_mode == mode
+    predicted = summary["best"][0.2]["predicted_speedup"]
+    assert predicted == pytest.approx(limits.predicted_speedup(best)) and predicted >= 1.2 - 1e-9
     assert {row["speed_mode"] for row in summary["comparison"]} == {mode}, "the table times what the floor is on"
 
 

@@ -419,6 +419,9 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
                         "final_ppl": final.ppl if final else None,
                         "finalists": [{"trial": p.number, "sampler": p.sampler, "ppl": p.ppl,
                                        "final_ppl": f.ppl if f else None} for p, f in winners[budget]]}
+        if setup.limits.latency is not None:
+            best[budget].update(predicted_speedup=setup.limits.predicted_speedup(pair.arch),
+                                speed_mode=setup.limits.speed_mode)
         best_archs[budget] = pair.arch
     setup.seconds["campaign"] = time.perf_counter() - start
     quality = predictor_quality(setup)
