@@ -6,11 +6,11 @@ Architectures are sampled across the space's budgets. Each one is timed interlea
 time is taken as its ratio to the dense model's beside it, times the dense model's time. That way drift on a shared
 machine hits both alike. Each time is the fastest of its repeats, as ``timeit`` takes it: another process on the
 cores only ever adds time, so the minimum is what the device itself does. On this 2-core CPU, beside a campaign
-using both cores, four fits of one thread each read the most pruned sample at 1.11x-2.80x by medians of two
+using both cores, four fits of one thread each read the most pruned sample at 0.91x-2.80x by medians of two
 repeats and at 1.71x-1.72x by minima of three. (Two threads against a busy core measure OpenMP's waiting, not the
-model: pin ``OMP_NUM_THREADS`` to the free cores.) Non-negative least squares (scikit-learn's ``LinearRegression(positive=True)``)
-gives the fixed time and the coefficients. Five-fold out-of-fold predictions show how far its speedups are from the
-measured ones.
+model: pin ``OMP_NUM_THREADS`` to the free cores.) Non-negative least squares (scikit-learn's
+``LinearRegression(positive=True)``) gives the fixed time and the coefficients. Five-fold out-of-fold predictions
+show how far its speedups are from the measured ones.
 """
 
 from __future__ import annotations
