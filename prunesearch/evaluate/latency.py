@@ -36,8 +36,8 @@ from prunesearch.space import Architecture, Limits, SearchSpace
 from prunesearch.space.latency import LatencyModel, block_terms
 
 
-TIMING = "fastest of the interleaved repeats"
-"""How a timed model's repeats become one time (part of the cache key: a model fitted otherwise is timed again)."""
+TIMING = "fastest of the interleaved repeats; decode cache copied off the clock"
+"""How a model is timed (part of the cache key: a model fitted otherwise is timed again)."""
 
 
 def device_name() -> str:
