@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from conftest import tiny_model
+from test_materialize import random_scores
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate.speed import DecodeTimer, compare_speed
-from prunesearch.pruners import UnitScores, materialize, select_units
+from prunesearch.pruners import materialize, select_units
 from prunesearch.space import Architecture, ModelShape
 
 
@@ -20,12 +21,7 @@ def thinned(dense) -> torch.nn.Module:
     counts[2] = 0
     counts[1, 1:5] = 0
     counts[3, 5] //= 2
-    g = torch.Generator().manual_seed(0)
-    scores = UnitScores(torch.rand(shape.num_layers, shape.intermediate_size, generator=g),
-                        torch.rand(shape.num_layers, shape.num_heads, generator=g),
-                        torch.rand(shape.num_layers, shape.num_kv_heads, shape.head_dim, generator=g),
-                        torch.rand(shape.num_layers, shape.num_kv_heads, shape.head_dim // 2, generator=g))
-    return materialize(dense, select_units(Architecture.from_array(shape, counts), scores))
+    return materialize(dense, select_units(Architecture.from_array(shape, counts), random_scores(shape, 0)))
 
 
 @pytest.mark.parametrize("kind,overrides", [("llama", {}), ("qwen2", {}), ("mistral", {"sliding_window": 12})])

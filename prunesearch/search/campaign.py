@@ -534,7 +534,7 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
                 models.update({f"{n} {tag}%": ("baseline", a) for n, a in heuristics.items() if n != "greedy"})
             budget_rows = compare(setup.loaded, models, setup.config.compare_tokens, tasks=setup.config.tasks,
                                   limit=setup.config.task_limit, progress=progress, refit=setup.refit,
-                                  speed_mode=setup.config.speed_mode)
+                                  speed_mode=limits.speed_mode)
             for row in budget_rows[1:]:
                 row.budget = budget
             rows += budget_rows if not rows else budget_rows[1:]
