@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from transformers import AutoModelForCausalLM
 from conftest import tiny_model
 from prunesearch.errors import ArchitectureError, UnsupportedModelError
 from prunesearch.models import check_supported, load_model
+from prunesearch.models.modeling_pruned_llama import CACHE_FIELD
 from prunesearch.pruners import UnitScores, mask_model, materialize, select_units
 from prunesearch.space import Architecture, ModelShape, SearchSpace, cost, param_count
 
@@ -105,6 +108,21 @@ def test_generation_with_cache_matches_full_forward():
             for t in range(prompt.shape[1], out.shape[1]):
                 expected = pruned(out[:, :t], use_cache=False).logits[0, -1].argmax()
                 assert out[0, t] == expected
+
+
+def test_cached_forward_names_its_cache_as_this_transformers_does(monkeypatch):
+    """Outputs carry the cache under this version's own field name: transformers 5.24 renamed ``past_key_values``
+    to ``cache`` and warns on every process that still uses the old one."""
+    warned = []
+    monkeypatch.setattr(logging.Logger, "warning_once", lambda self, *args, **kwargs: warned.append(args))
+    dense = tiny_model("llama")
+    pruned = materialize(dense, random_arch(ModelShape.from_config(dense.config), 3, budget=0.2))
+    with torch.no_grad():
+        out = pruned(torch.tensor([[1, 2, 3]]), use_cache=True)
+    assert getattr(out, CACHE_FIELD).get_seq_length() == 3
+    assert pruned.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=3, do_sample=False).shape == (1, 6)
+    assert not [args for args in warned if "deprecated" in str(args)]
+    assert CACHE_FIELD == ("cache" if "cache" in inspect.signature(dense.forward).parameters else "past_key_values")
 
 
 def test_batched_generation_with_left_padding():

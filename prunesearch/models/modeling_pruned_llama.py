@@ -19,6 +19,10 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.models.llama.modeling_llama import LlamaRMSNorm, LlamaRotaryEmbedding, rotate_half
 
+CACHE_FIELD = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+"""The outputs' name for the KV cache: ``cache`` from transformers 5.24 on (the old name then warns), before it
+``past_key_values``."""
+
 
 @strict
 class PrunedLlamaConfig(LlamaConfig):
@@ -245,7 +249,7 @@ class PrunedLlamaModel(PrunedLlamaPreTrainedModel):
         cache = past_key_values if use_cache else None
         for layer in self.layers:
             x = layer(x, cos, sin, attention_mask, cache)
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(x), past_key_values=cache)
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(x), **{CACHE_FIELD: cache})
 
 
 class PrunedLlamaForCausalLM(PrunedLlamaPreTrainedModel, GenerationMixin):
@@ -278,4 +282,4 @@ class PrunedLlamaForCausalLM(PrunedLlamaPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_FIELD: getattr(out, CACHE_FIELD)})
