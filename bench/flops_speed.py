@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/flops_speed.py [--repeats 10]
 
-Each model is timed interleaved with the dense one (``compare_speed``: median of ``--repeats`` forwards of a
+Each model is timed interleaved with the dense one (``compare_speed``: the fastest of ``--repeats`` forwards of a
 1 x seq batch, seq 512 and 128), beside the cost model's dense / pruned FLOPs at the same context. Writes
 ``bench/results/flops_speed.json``.
 """
@@ -25,7 +25,7 @@ def main() -> None:
     from prunesearch.models import load_model
     from prunesearch.pruners import materialize
     from prunesearch.pruners.baselines import baseline
-    from prunesearch.space import Architecture, ModelShape, cost
+    from prunesearch.space import Architecture, ModelShape, Workload, cost
 
     torch.set_grad_enabled(False)
     loaded = load_model("smollm2-135m")
@@ -41,7 +41,7 @@ def main() -> None:
         model = materialize(dense, arch)
         results["models"][name] = {}
         for seq in (512, 128):
-            measured = compare_speed(dense, model, seq_len=seq, repeats=args.repeats).ratio
+            measured = compare_speed(dense, model, Workload(context=seq), repeats=args.repeats).ratio
             figures = cost(arch, seq_len=seq)
             results["models"][name][seq] = {"speed": round(measured, 3),
                                             "inverse_flops": round(figures.dense_flops / figures.flops, 3)}

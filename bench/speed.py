@@ -3,8 +3,8 @@
 Usage: .venv/bin/python bench/speed.py [--model smollm2-135m] [--repeats 7] [--write BENCHMARKS.md]
 
 Each pruned model is timed interleaved with the dense one on the same input (prefill: one forward of a
-1 x 512 batch; decode: greedy generation of 64 tokens after a 64-token prompt, KV cache on). Reported figures are
-ratios of medians; absolute tokens/s on this shared 2-core CPU are noisy.
+1 x 512 batch, ``compare_speed``: each model's fastest repeat; decode: ``generate`` end to end, 64 greedy tokens
+after a 64-token prompt, KV cache on, medians). Absolute tokens/s on this shared 2-core CPU are noisy.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def main() -> None:
         arch = with_units(loaded, arch, progress=False)
         pruned = materialize(loaded.model, arch)
         c = cost(arch)
-        speed = compare_speed(loaded.model, pruned, seq_len=512, repeats=args.repeats)
+        speed = compare_speed(loaded.model, pruned, repeats=args.repeats)
         decode = decode_ratio(loaded.model, pruned, repeats=max(3, args.repeats // 2))
         rows.append(
             f"| {name} | {c.params / c.dense_params:.3f} | {c.flops / c.dense_flops:.3f} | "

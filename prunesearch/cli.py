@@ -29,9 +29,13 @@ MaxKvOpt = Annotated[Optional[float], typer.Option(
 MinSpeedupOpt = Annotated[Optional[float], typer.Option(
     help="Also run at least this many times the dense model's tokens/s, as a latency model timed on this device "
          "predicts (measured once per model and device, then cached)")]
-SPEED_MODE_HELP = ("What a speed is of: prefill (a 512-token forward) or decode (one generated token against a "
-                   "512-token KV cache)")
+SPEED_MODE_HELP = ("What a speed is of: prefill (a prompt's forward) or decode (one generated token per sequence "
+                   "against the prompt's KV cache)")
 SpeedModeOpt = Annotated[str, typer.Option(help=SPEED_MODE_HELP)]
+SPEED_BATCH_HELP = "Sequences per timed step (the serving batch)"
+SpeedBatchOpt = Annotated[int, typer.Option(help=SPEED_BATCH_HELP)]
+SPEED_CONTEXT_HELP = "Prompt tokens per sequence (decode: the length of the KV cache each token attends to)"
+SpeedContextOpt = Annotated[int, typer.Option(help=SPEED_CONTEXT_HELP)]
 RefitOpt = Annotated[Optional[bool], typer.Option(
     "--refit/--no-refit", help="Refit each pruned layer's output projection by least squares on calibration text "
                                "(default: as the architecture was searched)")]
@@ -85,6 +89,8 @@ def sample(
 
 
 def _summary(record: dict) -> None:
+    from prunesearch.space import Workload
+
     table = Table(title=f"{record['model']} on {record['split']} "
                         f"({record['tokens']:,} tokens, {record['window']}-token windows)")
     table.add_column("")
@@ -103,7 +109,8 @@ def _summary(record: dict) -> None:
     table.add_row("KV bytes/token", f"{record['dense_kv_bytes']:,}", f"{record['kv_bytes']:,}",
                   f"{record['kv_bytes'] / record['dense_kv_bytes']:.3f}")
     if "speed_ratio" in record:
-        label = "tokens/s" if record["speed_mode"] == "prefill" else f"{record['speed_mode']} tokens/s"
+        workload = Workload(record["speed_mode"], record["speed_batch"], record["speed_context"]).describe()
+        label = "tokens/s" if workload == "prefill" else f"{workload} tokens/s"
         table.add_row(label, f"{record['dense_tokens_per_s']:.0f}", f"{record['tokens_per_s']:.0f}",
                       f"{record['speed_ratio']:.3f}")
     out.print(table)
@@ -125,6 +132,8 @@ def evaluate(
     dense: Annotated[bool, typer.Option(help="Also measure the dense model (cached)")] = True,
     speed_repeats: Annotated[int, typer.Option(help="Interleaved timed steps per model (0: skip)")] = 5,
     speed_mode: SpeedModeOpt = "prefill",
+    speed_batch: SpeedBatchOpt = 1,
+    speed_context: SpeedContextOpt = 512,
     tasks: Annotated[Optional[str], typer.Option(
         help="Also zero-shot accuracy through lm-eval: comma-separated tasks, or paper7 for the 7-task set")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents of each task")] = None,
@@ -137,8 +146,9 @@ def evaluate(
     from prunesearch.models import load_model
     from prunesearch.pruners import materialize
     from prunesearch.pruners.refit import resolve_refit
-    from prunesearch.space import Architecture, ModelShape
+    from prunesearch.space import Architecture, ModelShape, Workload
 
+    speed = Workload(speed_mode, speed_batch, speed_context)
     task_names = _task_names(tasks, limit)
     _quiet_libraries()
     loaded = load_model(model)
@@ -149,7 +159,7 @@ def evaluate(
     applied = resolve_refit(loaded, refit, [arch], progress=not as_json)
     record = evaluate_architecture(
         loaded, arch, EvalSpec(data=data, window=window, max_tokens=max_tokens), with_dense=dense,
-        speed_repeats=speed_repeats, speed_mode=speed_mode, refit=applied,
+        speed_repeats=speed_repeats, speed=speed, refit=applied,
     )
     record["arch"] = str(arch_path) if arch_path else "dense"
     if task_names:
@@ -348,6 +358,8 @@ def campaign(
     min_speedup: MinSpeedupOpt = None,
     speed_mode: Annotated[Optional[str], typer.Option(help=SPEED_MODE_HELP + ": the floor's and the comparison's "
                                                              "(default prefill)")] = None,
+    speed_batch: Annotated[Optional[int], typer.Option(help=SPEED_BATCH_HELP + " (default 1)")] = None,
+    speed_context: Annotated[Optional[int], typer.Option(help=SPEED_CONTEXT_HELP + " (default 512)")] = None,
     refit: Annotated[Optional[bool], typer.Option(
         "--refit/--no-refit", help="Refit each pruned layer's output projection by least squares on calibration "
                                    "text, in every pair and every compared model")] = None,
@@ -358,6 +370,7 @@ def campaign(
     from prunesearch.search.campaign import run_campaign
     from prunesearch.search.config import CampaignConfig
     from prunesearch.search.report import Row, comparison_table
+    from prunesearch.space import Workload
 
     _quiet_libraries()
     base = CampaignConfig.from_toml(config) if config else CampaignConfig()
@@ -368,7 +381,7 @@ def campaign(
                             storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
                             greedy_stages=greedy_stages, probes=probes, final_top=final_top, final_tokens=final_tokens,
                             task_limit=task_limit, max_flops=max_flops, max_kv=max_kv, min_speedup=min_speedup,
-                            speed_mode=speed_mode,
+                            speed_mode=speed_mode, speed_batch=speed_batch, speed_context=speed_context,
                             refit=None if refit and base.refit else refit,  # --refit keeps a configured spec
                             tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
@@ -381,8 +394,8 @@ def campaign(
         out.print(comparison_table(rows, title=f"campaign {settings.campaign}: test perplexity"))
     for b, info in summary["best"].items():
         final = f", {info['final_ppl']:.2f} on the finalists' longer read" if info.get("final_ppl") else ""
-        speed = (f", predicted {info['speed_mode']} speed {info['predicted_speedup']:.2f}× dense"
-                 if "predicted_speedup" in info else "")
+        speed = (f", predicted {Workload(info['speed_mode'], info['speed_batch'], info['speed_context']).describe()} "
+                 f"speed {info['predicted_speedup']:.2f}× dense" if "predicted_speedup" in info else "")
         out.print(f"best at {float(b):.0%}: {info['path']} (fidelity ppl {info['ppl']:.2f}{final}, "
                   f"from {info['sampler']}{speed})")
     out.print(f"predictor: {summary['predictor']}\nreport: {summary['report']}")
@@ -424,14 +437,17 @@ def search_command(
     max_kv: MaxKvOpt = None,
     min_speedup: MinSpeedupOpt = None,
     speed_mode: SpeedModeOpt = "prefill",
+    speed_batch: SpeedBatchOpt = 1,
+    speed_context: SpeedContextOpt = 512,
     as_json: JsonOpt = False,
 ) -> None:
     """Reuse a trained predictor for a new budget: no evaluation unless --verify."""
     from prunesearch.search.reuse import reuse_search
-    from prunesearch.space import Limits
+    from prunesearch.space import Limits, Workload
 
+    limits = Limits(max_flops, max_kv, min_speedup, Workload(speed_mode, speed_batch, speed_context))
     result = reuse_search(predictor, budget, verify, trials, out_path, seed, sampler, pessimism,
-                          progress=not as_json, limits=Limits(max_flops, max_kv, min_speedup, speed_mode))
+                          progress=not as_json, limits=limits)
     if "warning" in result:
         err.print(f"warning: {result['warning']}")
     if as_json:
@@ -460,6 +476,8 @@ def compare_command(
     max_kv: MaxKvOpt = None,
     min_speedup: MinSpeedupOpt = None,
     speed_mode: Annotated[str, typer.Option(help=SPEED_MODE_HELP + ": the floor's and the table's")] = "prefill",
+    speed_batch: SpeedBatchOpt = 1,
+    speed_context: SpeedContextOpt = 512,
     greedy_stages: Annotated[int, typer.Option(
         min=0, help="Also the greedy allocator (no search; the campaign's seed), re-probed in this many stages "
                     "(each costs one probe pass, cached); 0 leaves it out")] = 3,
@@ -477,9 +495,9 @@ def compare_command(
     from prunesearch.search.compare import HIGHEST_BUDGET, baselines_at, check_model, compare, greedy_beside
     from prunesearch.search.report import comparison_markdown, comparison_table, rows_to_json
     from prunesearch.evaluate.latency import with_latency
-    from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, space_for
+    from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, Workload, space_for
 
-    limits = Limits(max_flops, max_kv, min_speedup, speed_mode)
+    limits = Limits(max_flops, max_kv, min_speedup, Workload(speed_mode, speed_batch, speed_context))
     chosen = [m.strip() for m in methods.split(",") if m.strip()] or list(METHODS)
     unknown = [m for m in chosen if m not in METHODS]
     if unknown:
@@ -509,7 +527,7 @@ def compare_command(
         raise BudgetError(f"no heuristic meets {limits.describe()} at any budget up to {HIGHEST_BUDGET:.0%} "
                           "and no --arch was given")
     rows = compare(loaded, models, max_tokens, tasks=task_names, limit=limit, progress=not as_json, refit=applied,
-                   speed_mode=speed_mode)
+                   speed=limits.speed)
     if out_path:
         atomic_write_text(out_path, comparison_markdown(rows) + "\n")
     if as_json:

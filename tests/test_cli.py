@@ -207,9 +207,14 @@ def test_unknown_data_split(sampled, tiny_dir, env):
     assert result.stdout.strip() == ""
 
 
-def test_unknown_speed_mode(sampled, tiny_dir, env):
-    result = run(env, "evaluate", "--model", tiny_dir, "--arch", sampled, "--speed-mode", "sideways", "--json")
-    assert_user_error(result, "speed mode must be one of prefill, decode, got 'sideways'")
+@pytest.mark.parametrize("option, value, message", [
+    ("--speed-mode", "sideways", "speed mode must be one of prefill, decode, got 'sideways'"),
+    ("--speed-batch", "0", "speed batch must be a whole number of sequences >= 1, got 0"),
+    ("--speed-context", "-1", "speed context must be a whole number of tokens >= 1, got -1"),
+])
+def test_a_malformed_speed_workload(sampled, tiny_dir, env, option, value, message):
+    result = run(env, "evaluate", "--model", tiny_dir, "--arch", sampled, option, value, "--json")
+    assert_user_error(result, message)
     assert result.stdout.strip() == ""
 
 
@@ -293,7 +298,8 @@ def test_compare_under_a_kv_ceiling_moves_each_baseline_to_a_budget_that_meets_i
                  "uniform,shortgpt", "--max-tokens", "128", "--json")
     assert_ok(result)
     record = json.loads(result.stdout)
-    assert record["limits"] == {"flops": None, "kv": 0.8, "speedup": None, "speed_mode": "prefill"}
+    assert record["limits"] == {"flops": None, "kv": 0.8, "speedup": None, "speed_mode": "prefill", "speed_batch": 1,
+                                "speed_context": 512}
     assert record["unmet"] == ["uniform"]
     greedy, shortgpt = record["rows"][1:]
     assert greedy["name"].startswith("greedy") and greedy["removed"] > 0.11 and greedy["kv_ratio"] <= 0.8

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from transformers import LlamaConfig
@@ -9,7 +11,7 @@ from transformers import LlamaConfig
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate import latency as latency_module
 from prunesearch.evaluate.latency import latency_model, with_latency
-from prunesearch.space import Architecture, Limits, ModelShape, space_for
+from prunesearch.space import Architecture, Limits, ModelShape, Workload, space_for
 from prunesearch.space.latency import LatencyModel
 
 
@@ -22,7 +24,7 @@ runs its pruned models slower than dense, on extra gathers): a latency model nee
 def test_a_latency_model_is_fitted_to_timed_forwards_and_cached(tmp_path, monkeypatch):
     config = SMALL_LLAMA
     space = space_for(ModelShape.from_config(config))
-    model = latency_model(config, space, seq_len=128, samples=8, repeats=2, progress=False)
+    model = latency_model(config, space, Workload(context=128), samples=8, repeats=2, progress=False)
     assert model.fit["timed"] == 9 and model.shape == space.shape and model.device.startswith("cpu: ")
     assert model.fixed >= 0 and min(model.coef) >= 0
     dense = Architecture.dense(space.shape)
@@ -41,7 +43,7 @@ def test_a_latency_model_is_fitted_to_timed_forwards_and_cached(tmp_path, monkey
         raise AssertionError("a cached latency model is not timed again")
 
     monkeypatch.setattr(latency_module, "measure_latency", untimed)
-    assert latency_model(config, space, seq_len=128, samples=8, repeats=2, progress=False) == model
+    assert latency_model(config, space, Workload(context=128), samples=8, repeats=2, progress=False) == model
 
     assert with_latency(Limits(kv=0.5), config, space).latency is None, "no speed floor, nothing to time"
 
@@ -55,22 +57,24 @@ def test_a_latency_model_is_fitted_to_timed_forwards_and_cached(tmp_path, monkey
         LatencyModel.load(tmp_path / "bad.json")
 
 
-def test_a_decode_latency_model_times_generated_tokens_and_serves_only_a_decode_floor(tmp_path):
+def test_a_decode_latency_model_times_generated_tokens_and_serves_only_a_floor_on_its_workload(tmp_path):
     space = space_for(ModelShape.from_config(SMALL_LLAMA))
-    decode = latency_model(SMALL_LLAMA, space, seq_len=64, samples=8, repeats=2, progress=False, mode="decode")
-    assert decode.mode == "decode" and decode.fit["timed"] == 9 and decode.fit["measured_speedups"][0] == 1.0
+    serving = Workload("decode", batch=2, context=64)
+    decode = latency_model(SMALL_LLAMA, space, serving, samples=8, repeats=2, progress=False)
+    assert decode.workload == serving and decode.fit["timed"] == 9 and decode.fit["measured_speedups"][0] == 1.0
     # No claim on speed here: this model's decode steps take a millisecond, and on a busy CPU their ratios are
     # noise. The decode model's accuracy is measured on SmolLM2 (bench/latency.py --mode decode).
     decode.save(tmp_path / "decode.json")
-    assert LatencyModel.load(tmp_path / "decode.json").mode == "decode"
+    assert LatencyModel.load(tmp_path / "decode.json").workload == serving
 
     pruned = space.sample_at_budget(0.4, 0)
-    floor = Limits(speedup=1.05, speed_mode="decode", latency=decode)
+    floor = Limits(speedup=1.05, speed=serving, latency=decode)
     assert floor.predicted_speedup(pruned) == decode.speedup_of(pruned)
-    assert "decode speed ≥ 1.05× dense" in floor.describe() and floor.to_dict()["speed_mode"] == "decode"
-    with pytest.raises(PrunesearchError, match="floor is on prefill but the latency model times decode"):
-        Limits(speedup=1.05, latency=decode).predicted_speedup(pruned)
-    with pytest.raises(PrunesearchError, match="speed mode must be one of prefill, decode"):
-        Limits(speedup=1.05, speed_mode="sideways")
+    assert "decode (batch 2, 64-token context) speed ≥ 1.05× dense" in floor.describe()
+    assert floor.to_dict() | serving.to_dict() == floor.to_dict() and floor.to_dict()["speed_batch"] == 2
+    for other in (Workload(), Workload("decode"), Workload("decode", 2, 128)):
+        message = f"floor is on {other.describe()} but the latency model times {serving.describe()}"
+        with pytest.raises(PrunesearchError, match=re.escape(message)):
+            Limits(speedup=1.05, speed=other, latency=decode).predicted_speedup(pruned)
     with pytest.raises(PrunesearchError, match="speed mode must be one of prefill, decode"):
         LatencyModel(decode.shape, 64, 1, "cpu", 0.0, decode.coef, "sideways")

@@ -27,7 +27,7 @@ from prunesearch.search.campaign import (PRIOR, RANDOM, design, eligible_pairs, 
 from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, search
 from prunesearch.search.reuse import reuse_search
-from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, cost
+from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, Workload, cost
 from prunesearch.space.latency import LatencyModel
 from prunesearch.evaluate.latency import with_latency
 from prunesearch.models import load_config
@@ -145,9 +145,11 @@ def test_impossible_or_malformed_limits_are_refused():
         with pytest.raises(BudgetError, match="min_speedup"):
             Limits(speedup=bad)
     with pytest.raises(BudgetError, match="floor is on decode but the latency model times prefill"):
-        Decoder(SPACE, 0.2, limits=Limits(speedup=1.3, speed_mode="decode", latency=CPU_LATENCY))
+        Decoder(SPACE, 0.2, limits=Limits(speedup=1.3, speed=Workload("decode"), latency=CPU_LATENCY))
     with pytest.raises(PrunesearchError, match="speed mode must be one of prefill, decode"):
         CampaignConfig(min_speedup=1.2, speed_mode="generate")
+    with pytest.raises(PrunesearchError, match="speed context must be a whole number of tokens >= 1, got -5"):
+        CampaignConfig(min_speedup=1.2, speed_context=-5)
 
 
 def test_probed_head_dims_reach_the_features_and_a_saved_contexts_greedy_seed():
@@ -389,18 +391,20 @@ def test_cli_campaign_refuses_a_bad_config(tmp_path):
     assert done.returncode == 2 and done.stderr.startswith("error:") and "nonsense" in done.stderr
 
 
-@pytest.mark.parametrize("mode", ["prefill", "decode"])
-def test_campaign_under_a_speed_floor_picks_a_winner_that_meets_it(mode, tiny_dir, tmp_path):
-    config = tiny_config(tiny_dir, min_speedup=1.2, speed_mode=mode, final_top=0, refine_top=0, greedy_stages=1)
+@pytest.mark.parametrize("workload", [Workload(), Workload("decode", batch=2, context=64)], ids=["prefill", "decode"])
+def test_campaign_under_a_speed_floor_picks_a_winner_that_meets_it(workload, tiny_dir, tmp_path):
+    config = tiny_config(tiny_dir, min_speedup=1.2, speed_mode=workload.mode, speed_batch=workload.batch,
+                         speed_context=workload.context, final_top=0, refine_top=0, greedy_stages=1)
     summary = run_campaign(config, tmp_path, progress=False)
     best = Architecture.load(summary["best"][0.2]["path"])
     shape = ModelShape.from_config(load_config(str(tiny_dir)))
     limits = with_latency(config.limits(), load_config(str(tiny_dir)), space_for(shape, config.mlp_step))
     assert limits.met_by(best) and cost(best).removed >= 0.2 - 1e-9, "the campaign's own latency model, cached"
-    assert limits.latency.mode == mode and CampaignConfig.from_dict(config.to_dict()).speed_mode == mode
+    assert limits.latency.workload == workload == CampaignConfig.from_dict(config.to_dict()).limits().speed
     predicted = summary["best"][0.2]["predicted_speedup"]
     assert predicted == pytest.approx(limits.predicted_speedup(best)) and predicted >= 1.2 - 1e-9
-    assert {row["speed_mode"] for row in summary["comparison"]} == {mode}, "the table times what the floor is on"
+    assert summary["best"][0.2]["speed_batch"] == workload.batch
+    assert {row["speed_mode"] for row in summary["comparison"]} == {workload.describe()}, "timed as the floor is"
 
 
 def test_cli_refuses_a_ceiling_outside_zero_to_one(tmp_path):

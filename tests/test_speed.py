@@ -10,7 +10,7 @@ from test_materialize import random_scores
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate.speed import DecodeTimer, compare_speed
 from prunesearch.pruners import materialize, select_units
-from prunesearch.space import Architecture, ModelShape
+from prunesearch.space import Architecture, ModelShape, Workload
 
 
 def thinned(dense) -> torch.nn.Module:
@@ -46,7 +46,21 @@ def test_the_decode_timer_decodes_what_full_forwards_pick(which, kind, overrides
 @pytest.mark.parametrize("mode", ["prefill", "decode"])
 def test_compare_speed_times_both_models_in_either_mode(mode):
     dense = tiny_model("llama")
-    speed = compare_speed(dense, thinned(dense), seq_len=16, repeats=2, mode=mode)
-    assert speed.mode == mode and speed.tokens_per_s > 0 and speed.dense_tokens_per_s > 0
-    with pytest.raises(PrunesearchError, match="speed mode must be one of prefill, decode"):
-        compare_speed(dense, dense, seq_len=16, repeats=1, mode="sideways")
+    speed = compare_speed(dense, thinned(dense), Workload(mode, batch=2, context=16), repeats=2)
+    assert speed.workload == Workload(mode, 2, 16) and speed.tokens_per_s > 0 and speed.dense_tokens_per_s > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (("sideways",), "speed mode must be one of prefill, decode, got 'sideways'"),
+    (("decode", 0), "speed batch must be a whole number of sequences >= 1, got 0"),
+    (("decode", 1, 0), "speed context must be a whole number of tokens >= 1, got 0"),
+    (("prefill", 1.5), "speed batch must be a whole number"),
+])
+def test_a_malformed_workload_is_refused(args, message):
+    with pytest.raises(PrunesearchError, match=message):
+        Workload(*args)
+
+
+def test_a_workload_describes_itself_by_what_differs_from_the_default():
+    assert Workload().describe() == "prefill" and Workload("decode").describe() == "decode"
+    assert Workload("decode", 8, 2048).describe() == "decode (batch 8, 2,048-token context)"

@@ -31,8 +31,8 @@ from prunesearch.paths import cache_dir
 from prunesearch.pruners.materialize import pruned_config
 from prunesearch.pruners.scores import UnitScores
 from prunesearch.pruners.selection import select_units
-from prunesearch.evaluate.speed import step_timer
-from prunesearch.space import Architecture, Limits, SearchSpace
+from prunesearch.evaluate.speed import prompt, step_timer
+from prunesearch.space import Architecture, Limits, SearchSpace, Workload
 from prunesearch.space.latency import LatencyModel, block_terms
 
 
@@ -73,20 +73,19 @@ def _random_model(dense_config, arch: Architecture, scores: UnitScores) -> Prune
 
 
 @torch.no_grad()
-def measure_latency(dense_config, space: SearchSpace, seq_len: int = 512, batch_size: int = 1, samples: int = 24,
-                    repeats: int = 3, seed: int = 0, progress: bool = True, mode: str = "prefill") -> LatencyModel:
-    """Time ``samples`` sampled architectures beside the dense one (``repeats`` interleaved ``mode`` steps each,
-    after a warm-up) and fit the latency model to them."""
+def measure_latency(dense_config, space: SearchSpace, workload: Workload = Workload(), samples: int = 24,
+                    repeats: int = 3, seed: int = 0, progress: bool = True) -> LatencyModel:
+    """Time ``samples`` sampled architectures beside the dense one (``repeats`` interleaved steps of ``workload``
+    each, after a warm-up) and fit the latency model to them."""
     if samples < 8 or repeats < 1:
         raise ValueError("a latency fit needs at least 8 sampled architectures and 1 timed step each")
     archs = latency_archs(space, samples, seed)
     scores = _random_scores(space, seed)
-    batch = torch.randint(0, dense_config.vocab_size, (batch_size, seq_len),
-                          generator=torch.Generator().manual_seed(seed))
+    batch, mode = prompt(dense_config.vocab_size, workload, seed), workload.mode
     dense = step_timer(_random_model(dense_config, archs[0], scores), batch, mode)
     dense()
     ratios, dense_times = [], []
-    for arch in tqdm(archs, desc=f"latency ({mode})", disable=not progress):
+    for arch in tqdm(archs, desc=f"latency ({workload.describe()})", disable=not progress):
         timer = step_timer(_random_model(dense_config, arch, scores), batch, mode)
         timer()
         times, beside = [], []
@@ -96,7 +95,7 @@ def measure_latency(dense_config, space: SearchSpace, seq_len: int = 512, batch_
         ratios.append(min(times) / min(beside))
         dense_times += beside
     seconds = np.array(ratios) * min(dense_times)
-    terms = block_terms(space.shape, np.stack([a.as_array() for a in archs]), seq_len)
+    terms = block_terms(space.shape, np.stack([a.as_array() for a in archs]), workload.context)
     x = np.hstack([np.ones((len(archs), 1)), terms])
     regression = LinearRegression(positive=True, fit_intercept=False)
     coef = regression.fit(x, seconds).coef_
@@ -106,27 +105,27 @@ def measure_latency(dense_config, space: SearchSpace, seq_len: int = 512, batch_
     fit = {"timed": len(archs), "repeats": repeats, "timing": TIMING, "seed": seed, "dense_seconds": float(seconds[0]),
            "measured_speedups": [round(float(v), 4) for v in measured_speedup],
            "held_out_speedup_error_mean": float(error.mean()), "held_out_speedup_error_max": float(error.max())}
-    return LatencyModel(space.shape, seq_len, batch_size, device_name(), float(coef[0]),
+    return LatencyModel(space.shape, workload.context, workload.batch, device_name(), float(coef[0]),
                         tuple(float(c) for c in coef[1:]), mode, fit)
 
 
-def latency_model(dense_config, space: SearchSpace, seq_len: int = 512, batch_size: int = 1, samples: int = 24,
-                  repeats: int = 3, seed: int = 0, progress: bool = True, mode: str = "prefill") -> LatencyModel:
-    """``measure_latency``, cached per model shape, mode, settings and device (timing takes minutes)."""
-    key = json.dumps({"shape": space.shape.to_dict(), "mode": mode, "seq_len": seq_len, "batch_size": batch_size,
-                      "samples": samples, "repeats": repeats, "timing": TIMING, "seed": seed, "device": device_name(),
-                      "mlp_step": space.mlp_step}, sort_keys=True)
+def latency_model(dense_config, space: SearchSpace, workload: Workload = Workload(), samples: int = 24,
+                  repeats: int = 3, seed: int = 0, progress: bool = True) -> LatencyModel:
+    """``measure_latency``, cached per model shape, workload, settings and device (timing takes minutes)."""
+    key = json.dumps({"shape": space.shape.to_dict(), "mode": workload.mode, "seq_len": workload.context,
+                      "batch_size": workload.batch, "samples": samples, "repeats": repeats, "timing": TIMING,
+                      "seed": seed, "device": device_name(), "mlp_step": space.mlp_step}, sort_keys=True)
     path = cache_dir("latency") / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if path.exists():
         return LatencyModel.load(path)
-    model = measure_latency(dense_config, space, seq_len, batch_size, samples, repeats, seed, progress, mode)
+    model = measure_latency(dense_config, space, workload, samples, repeats, seed, progress)
     model.save(path)
     return model
 
 
 def with_latency(limits: Limits, dense_config, space: SearchSpace, progress: bool = True) -> Limits:
-    """``limits`` with this device's latency model of its speed mode attached when it has a speed floor and none
-    yet."""
+    """``limits`` with this device's latency model of its speed workload attached when it has a speed floor and
+    none yet."""
     if limits.speedup is None or limits.latency is not None:
         return limits
-    return replace(limits, latency=latency_model(dense_config, space, progress=progress, mode=limits.speed_mode))
+    return replace(limits, latency=latency_model(dense_config, space, limits.speed, progress=progress))

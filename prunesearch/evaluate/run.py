@@ -23,8 +23,7 @@ from prunesearch.paths import atomic_write_text, cache_dir
 from prunesearch.pruners import (CalibrationSpec, Refit, UnitScores, calibrate, materialize,
                                  select_units)
 from prunesearch.pruners.priors import UNIT_METHODS, unit_scores
-from prunesearch.space import Architecture, cost
-from prunesearch.space.latency import check_mode
+from prunesearch.space import Architecture, Workload, cost
 
 
 def environment() -> dict[str, str]:
@@ -81,12 +80,11 @@ def evaluate_architecture(
     speed_repeats: int = 5,
     progress: bool = True,
     refit: Refit | None = None,
-    speed_mode: str = "prefill",
+    speed: Workload = Workload(),
 ) -> dict[str, Any]:
     """Measure ``arch`` (materialized with ``refit``, if given) on held-out text and return one flat record (the
-    CLI's ``--json`` object); its speed is of ``speed_mode`` steps (prefill or decode) over a window-long prompt."""
+    CLI's ``--json`` object); its speed is taken on the ``speed`` workload."""
     parse_dataset(spec.data)
-    check_mode(speed_mode)
     arch = with_units(loaded, arch, calibration, progress)
     pruned = materialize(loaded.model, arch, refit)
     windows = eval_windows(token_ids(loaded.tokenizer, spec.data), spec.window, spec.max_tokens)
@@ -119,12 +117,12 @@ def evaluate_architecture(
         record["dense_ppl"] = dense_perplexity(loaded, spec, windows, progress).ppl
         record["ppl_ratio"] = record["ppl"] / record["dense_ppl"]
     if speed_repeats > 0:
-        speed = compare_speed(loaded.model, pruned, seq_len=spec.window, repeats=speed_repeats, mode=speed_mode)
+        timed = compare_speed(loaded.model, pruned, speed, repeats=speed_repeats)
         record.update(
-            speed_mode=speed_mode,
-            speed_ratio=speed.ratio,
-            tokens_per_s=speed.tokens_per_s,
-            dense_tokens_per_s=speed.dense_tokens_per_s,
+            **speed.to_dict(),
+            speed_ratio=timed.ratio,
+            tokens_per_s=timed.tokens_per_s,
+            dense_tokens_per_s=timed.dense_tokens_per_s,
         )
     return record
 

@@ -1,8 +1,9 @@
 """Throughput of a pruned model against its dense parent, timed side by side, of a prompt's forward (prefill) or of
 generated tokens (decode).
 
-The two models run alternately on the same input so machine noise hits both alike; the ratio of medians is what
-we report (absolute tokens/s on a shared CPU are noisy). Prefill and decode are different workloads: a forward of
+The two models run alternately on the same input so machine noise hits both alike, and each model's fastest repeat
+is what we report, as ``timeit`` takes it: another process on the cores only ever adds time (absolute tokens/s on a
+shared CPU are noisy, their ratio much less). Prefill and decode are different workloads: a forward of
 512 tokens is compute-bound, while a generated token reads every weight for one token's work, so a pruned model's
 decode speedup is its own figure, not its prefill speedup.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-from prunesearch.space.latency import check_mode
+from prunesearch.space import Workload
 
 DECODE_STEPS = 16
 """Tokens generated per decode timing: enough that one timing outlasts the clock's noise on a ~40 ms step."""
@@ -29,10 +29,8 @@ DECODE_STEPS = 16
 class Speed:
     tokens_per_s: float
     dense_tokens_per_s: float
-    seq_len: int
-    batch_size: int
+    workload: Workload
     repeats: int
-    mode: str = "prefill"
 
     @property
     def ratio(self) -> float:
@@ -76,35 +74,33 @@ class DecodeTimer:
         return (time.perf_counter() - start) / self.steps
 
 
+def prompt(vocab_size: int, workload: Workload, seed: int = 0) -> torch.Tensor:
+    """[batch, context] random token ids: a step takes as long whatever the tokens are."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab_size, (workload.batch, workload.context), generator=generator)
+
+
 def step_timer(model: PreTrainedModel, batch: torch.Tensor, mode: str) -> Callable[[], float]:
     """A call that times one step of ``model`` on ``batch``: its forward (``"prefill"``) or one generated token per
     row against its KV cache (``"decode"``)."""
-    if check_mode(mode) == "decode":
+    if mode == "decode":
         return DecodeTimer(model, batch)
     return lambda: time_forward(model, batch)
 
 
 @torch.no_grad()
-def compare_speed(dense: PreTrainedModel, pruned: PreTrainedModel, seq_len: int = 512, batch_size: int = 1,
-                  repeats: int = 5, seed: int = 0, mode: str = "prefill") -> Speed:
-    """Median tokens/s of each model over ``repeats`` interleaved steps on a [batch_size, seq_len] prompt: its
-    forward, or with ``mode="decode"`` tokens generated against its KV cache."""
-    vocab = dense.config.vocab_size
-    batch = torch.randint(0, vocab, (batch_size, seq_len), generator=torch.Generator().manual_seed(seed))
-    batch = batch.to(dense.device)
-    timers = step_timer(dense, batch, mode), step_timer(pruned, batch, mode)
+def compare_speed(dense: PreTrainedModel, pruned: PreTrainedModel, workload: Workload = Workload(),
+                  repeats: int = 5, seed: int = 0) -> Speed:
+    """Tokens/s of each model, its fastest of ``repeats`` steps interleaved with the other's, on ``workload``: a
+    prompt's forward, or tokens generated against its KV cache."""
+    batch = prompt(dense.config.vocab_size, workload, seed).to(dense.device)
+    timers = step_timer(dense, batch, workload.mode), step_timer(pruned, batch, workload.mode)
     for timer in timers:
         timer()
     dense_times, pruned_times = [], []
     for _ in range(repeats):
         dense_times.append(timers[0]())
         pruned_times.append(timers[1]())
-    tokens = batch.numel() if mode == "prefill" else batch_size
-    return Speed(
-        tokens_per_s=tokens / statistics.median(pruned_times),
-        dense_tokens_per_s=tokens / statistics.median(dense_times),
-        seq_len=seq_len,
-        batch_size=batch_size,
-        repeats=repeats,
-        mode=mode,
-    )
+    tokens = batch.numel() if workload.mode == "prefill" else workload.batch
+    return Speed(tokens_per_s=tokens / min(pruned_times), dense_tokens_per_s=tokens / min(dense_times),
+                 workload=workload, repeats=repeats)

@@ -421,7 +421,7 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
                                        "final_ppl": f.ppl if f else None} for p, f in winners[budget]]}
         if setup.limits.latency is not None:
             best[budget].update(predicted_speedup=setup.limits.predicted_speedup(pair.arch),
-                                speed_mode=setup.limits.speed_mode)
+                                **setup.limits.speed.to_dict())
         best_archs[budget] = pair.arch
     setup.seconds["campaign"] = time.perf_counter() - start
     quality = predictor_quality(setup)
@@ -534,7 +534,7 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
                 models.update({f"{n} {tag}%": ("baseline", a) for n, a in heuristics.items() if n != "greedy"})
             budget_rows = compare(setup.loaded, models, setup.config.compare_tokens, tasks=setup.config.tasks,
                                   limit=setup.config.task_limit, progress=progress, refit=setup.refit,
-                                  speed_mode=limits.speed_mode)
+                                  speed=limits.speed)
             for row in budget_rows[1:]:
                 row.budget = budget
             rows += budget_rows if not rows else budget_rows[1:]

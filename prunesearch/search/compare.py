@@ -12,7 +12,7 @@ from prunesearch.models import LoadedModel
 from prunesearch.pruners import CalibrationSpec, Refit, materialize
 from prunesearch.pruners.baselines import METHODS, baseline
 from prunesearch.search.report import Row
-from prunesearch.space import Architecture, Limits, cost
+from prunesearch.space import Architecture, Limits, Workload, cost
 
 TEST_SPLITS = ("ptb-test", "wiki-test")
 HIGHEST_BUDGET = 0.5
@@ -107,9 +107,9 @@ def _accuracy(loaded: LoadedModel, arch: Architecture | None, tasks: Sequence[st
 def compare(loaded: LoadedModel, models: Mapping[str, tuple[str, Architecture]], max_tokens: int | None,
             splits: tuple[str, ...] = TEST_SPLITS, speed_repeats: int = 5, tasks: Sequence[str] = (),
             limit: int | None = None, progress: bool = True, refit: Refit | None = None,
-            speed_mode: str = "prefill") -> list[Row]:
+            speed: Workload = Workload()) -> list[Row]:
     """One row for the dense model and one per ``name -> (kind, architecture)``: perplexity on every test split
-    (first ``max_tokens`` tokens each), tokens/s of ``speed_mode`` steps against dense measured interleaved, and
+    (first ``max_tokens`` tokens each), tokens/s on the ``speed`` workload against dense measured interleaved, and
     with ``tasks`` the zero-shot accuracy of each (first ``limit`` documents per task). A ``refit`` applies to every
     pruned model alike, searched and heuristic, so the table compares allocations, not materializers."""
     rows: list[Row] = []
@@ -120,18 +120,19 @@ def compare(loaded: LoadedModel, models: Mapping[str, tuple[str, Architecture]],
         for i, split in enumerate(splits):
             record = evaluate_architecture(loaded, arch, EvalSpec(data=split, max_tokens=max_tokens),
                                            speed_repeats=speed_repeats if i == 0 else 0, progress=False,
-                                           refit=refit, speed_mode=speed_mode)
+                                           refit=refit, speed=speed)
             ppl[split] = record["ppl"]
             dense[split] = record["dense_ppl"]
             if i == 0:
-                speed = record.get("speed_ratio")
+                speed_ratio = record.get("speed_ratio")
         accuracy = _accuracy(loaded, arch, tasks, limit, refit) if tasks else {}
         rows.append(Row(name=name, kind=kind, removed=record["removed"], params=record["params"], ppl=ppl,
-                        speed_ratio=speed, speed_mode=speed_mode, flops_ratio=record["flops"] / record["dense_flops"],
+                        speed_ratio=speed_ratio, speed_mode=speed.describe(),
+                        flops_ratio=record["flops"] / record["dense_flops"],
                         kv_ratio=record["kv_bytes"] / record["dense_kv_bytes"], accuracy=accuracy,
                         extra={"arch_key": arch.key(), "tokens": record["tokens"]}))
     first = next(iter(models.values()))[1]
     rows.insert(0, Row(name="dense", kind="dense", removed=0.0, params=cost(first).dense_params, ppl=dense,
-                       speed_ratio=1.0, speed_mode=speed_mode, flops_ratio=1.0, kv_ratio=1.0,
+                       speed_ratio=1.0, speed_mode=speed.describe(), flops_ratio=1.0, kv_ratio=1.0,
                        accuracy=_accuracy(loaded, None, tasks, limit) if tasks else {}))
     return rows

@@ -13,7 +13,7 @@ from prunesearch.pruners.priors import UNIT_METHODS
 from prunesearch.pruners.refit import RefitSpec
 from prunesearch.pruners.sensitivity import probe_spec
 from prunesearch.search.optimize import SAMPLERS
-from prunesearch.space import Limits
+from prunesearch.space import Limits, Workload
 from prunesearch.space.search_space import MLP_STEP
 
 OBJECTIVES = ("ppl", "accuracy")
@@ -45,9 +45,10 @@ class CampaignConfig:
     ceilings on FLOPs and KV-cache bytes per token as fractions of dense, for every budget (``Limits``); the
     search then removes more than the budget wherever a ceiling needs it, and only pairs within them can win.
     ``min_speedup``: a floor on the speedup over dense that a latency model timed on this device predicts
-    (``prunesearch.evaluate.latency``), held the same way; ``speed_mode``: what it is a speedup of, a 512-token
-    forward (``"prefill"``) or one generated token against that much KV cache (``"decode"``), also the speed the
-    comparison measures.
+    (``prunesearch.evaluate.latency``), held the same way; ``speed_mode``: what it is a speedup of, a prompt's
+    forward (``"prefill"``) or one generated token against its KV cache (``"decode"``), with ``speed_batch``
+    sequences of ``speed_context`` tokens (default 1 x 512): the workload (``Workload``) the latency model is timed
+    on and the comparison measures.
     ``refit``: materialize every pruned model with the least-squares refit of its output projections
     (``prunesearch.pruners.refit``), the pairs and the comparison's baselines alike: true for the default
     ``RefitSpec``, or a table of its fields (e.g. ``refit = {count = 64}`` for fewer calibration windows).
@@ -88,6 +89,8 @@ class CampaignConfig:
     max_kv: float | None = None
     min_speedup: float | None = None
     speed_mode: str = "prefill"
+    speed_batch: int = 1
+    speed_context: int = 512
     refit: bool | dict[str, Any] = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -130,7 +133,8 @@ class CampaignConfig:
     def limits(self) -> Limits:
         """The FLOPs and KV-cache ceilings and the speed floor every budget's search and winner must meet (the floor
         without its latency model, which ``prepare`` measures on this device)."""
-        return Limits(self.max_flops, self.max_kv, self.min_speedup, self.speed_mode)
+        return Limits(self.max_flops, self.max_kv, self.min_speedup,
+                      Workload(self.speed_mode, self.speed_batch, self.speed_context))
 
     def final_fidelity(self) -> Fidelity | None:
         """The longer read of the finalists (None when off or no longer than the search fidelity)."""

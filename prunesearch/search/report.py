@@ -24,7 +24,8 @@ COMPARED = ("searched", "greedy")
 @dataclass
 class Row:
     """One model of the comparison. ``ppl`` maps a data split (e.g. ``"ptb-test"``) to perplexity; ``speed_ratio``
-    is its tokens/s over the dense model's in ``speed_mode`` (a prompt's forward, or decoding); ``flops_ratio`` and
+    is its tokens/s over the dense model's on the workload ``speed_mode`` describes (``Workload.describe``: a
+    prompt's forward or decoding, and a batch and context other than the default); ``flops_ratio`` and
     ``kv_ratio`` its FLOPs and KV-cache bytes per token over the dense model's (the cost model's exact figures);
     ``accuracy`` maps a zero-shot task to accuracy in 0..1; ``budget`` groups the rows of one target, so that a
     model is only compared with the baselines of its own budget."""

@@ -74,7 +74,7 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
                              f"its pick removes {figures.removed:.1%}{pushed}, where it has seen few pairs and may "
                              "rank badly: measure with --verify K, or run a campaign with this budget and limits")
     if limits.latency is not None:
-        record.update(predicted_speedup=limits.predicted_speedup(arch), speed_mode=limits.speed_mode,
+        record.update(predicted_speedup=limits.predicted_speedup(arch), **limits.speed.to_dict(),
                       latency_device=limits.latency.device)
     return record
 

@@ -2,6 +2,7 @@
 
 from prunesearch.space.architecture import Architecture, LayerArch
 from prunesearch.space.cost import Cost, cost, flops_per_token, kv_bytes_per_token, param_count
+from prunesearch.space.latency import Workload
 from prunesearch.space.limits import Limits
 from prunesearch.space.search_space import SearchSpace, space_for
 from prunesearch.space.shape import ModelShape
@@ -13,6 +14,7 @@ __all__ = [
     "Limits",
     "ModelShape",
     "SearchSpace",
+    "Workload",
     "cost",
     "flops_per_token",
     "kv_bytes_per_token",

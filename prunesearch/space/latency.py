@@ -44,6 +44,34 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+@dataclass(frozen=True)
+class Workload:
+    """What a speed is taken on: ``mode`` steps (``MODES``) of a [``batch``, ``context``] prompt. A speedup holds
+    for one workload only: batching reads each weight once for more tokens, and a longer context makes attention and
+    its KV cache weigh more, so the same model is faster or slower against its dense parent as either grows
+    (BENCHMARKS.md, session 20)."""
+
+    mode: str = "prefill"
+    batch: int = 1
+    context: int = 512
+
+    def __post_init__(self) -> None:
+        check_mode(self.mode)
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise PrunesearchError(f"speed batch must be a whole number of sequences >= 1, got {self.batch!r}")
+        if isinstance(self.context, bool) or not isinstance(self.context, int) or self.context < 1:
+            raise PrunesearchError(f"speed context must be a whole number of tokens >= 1, got {self.context!r}")
+
+    def describe(self) -> str:
+        """'decode' at the default batch and context, else e.g. 'decode (batch 8, 2,048-token context)'."""
+        if (self.batch, self.context) == (Workload.batch, Workload.context):
+            return self.mode
+        return f"{self.mode} (batch {self.batch}, {self.context:,}-token context)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"speed_mode": self.mode, "speed_batch": self.batch, "speed_context": self.context}
+
+
 def block_terms(shape: ModelShape, counts: np.ndarray, seq_len: int) -> np.ndarray:
     """[..., len(TERMS)] terms of count arrays [..., L, 6] (``Architecture.as_array``), summed over blocks. The
     score work is per query over ``seq_len`` + 1 keys: a prefill's total is that times a constant, which the fit
@@ -80,6 +108,10 @@ class LatencyModel:
         if len(self.coef) != len(TERMS) or self.fixed < 0 or min(self.coef) < 0:
             raise PrunesearchError(f"a latency model needs a fixed time >= 0 and {len(TERMS)} coefficients >= 0")
         check_mode(self.mode)
+
+    @property
+    def workload(self) -> Workload:
+        return Workload(self.mode, self.batch_size, self.seq_len)
 
     def seconds(self, counts: np.ndarray) -> np.ndarray:
         """[n] predicted seconds of count arrays [n, L, 6]."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from prunesearch.errors import BudgetError
 from prunesearch.space.architecture import Architecture
 from prunesearch.space.cost import cost
-from prunesearch.space.latency import LatencyModel, check_mode
+from prunesearch.space.latency import LatencyModel, Workload
 from prunesearch.space.shape import ModelShape
 
 TOLERANCE = 1e-9
@@ -26,13 +26,13 @@ TOLERANCE = 1e-9
 class Limits:
     """``flops``: the most forward FLOPs per token a pruned model may keep, ``kv``: the most KV-cache bytes per
     token, each a fraction of the dense model's in (0, 1]; ``speedup``: the least speedup over the dense model
-    (>= 1) in ``speed_mode`` (a prompt's forward, or a generated token: ``latency.MODES``) that ``latency`` predicts.
+    (>= 1) on ``speed`` (a prompt's forward or generated tokens, at a batch and context) that ``latency`` predicts.
     None: no limit."""
 
     flops: float | None = None
     kv: float | None = None
     speedup: float | None = None
-    speed_mode: str = "prefill"
+    speed: Workload = Workload()
     latency: LatencyModel | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -42,7 +42,6 @@ class Limits:
         if self.speedup is not None and not 1 <= self.speedup < float("inf"):
             raise BudgetError("limit min_speedup must be a finite speedup over the dense model >= 1, "
                               f"got {self.speedup}")
-        check_mode(self.speed_mode)
 
     def __bool__(self) -> bool:
         return self.flops is not None or self.kv is not None or self.speedup is not None
@@ -52,9 +51,9 @@ class Limits:
         if self.latency is None:
             raise BudgetError("a speed floor needs a latency model measured on the target device")
         self.latency.check_shape(shape)
-        if self.latency.mode != self.speed_mode:
-            raise BudgetError(f"the speed floor is on {self.speed_mode} but the latency model times "
-                              f"{self.latency.mode}")
+        if self.latency.workload != self.speed:
+            raise BudgetError(f"the speed floor is on {self.speed.describe()} but the latency model times "
+                              f"{self.latency.workload.describe()}")
         return self.latency
 
     def predicted_speedup(self, arch: Architecture) -> float:
@@ -82,9 +81,9 @@ class Limits:
         parts = [f"{label} ≤ {cap:.0%} of dense" for label, cap in (("FLOPs", self.flops), ("KV cache", self.kv))
                  if cap is not None]
         if self.speedup is not None:
-            parts.append(f"{self.speed_mode} speed ≥ {self.speedup:.2f}× dense"
+            parts.append(f"{self.speed.describe()} speed ≥ {self.speedup:.2f}× dense"
                          + (f" ({self.latency.device})" if self.latency is not None else ""))
         return ", ".join(parts) or "none"
 
-    def to_dict(self) -> dict[str, float | str | None]:
-        return {"flops": self.flops, "kv": self.kv, "speedup": self.speedup, "speed_mode": self.speed_mode}
+    def to_dict(self) -> dict[str, float | int | str | None]:
+        return {"flops": self.flops, "kv": self.kv, "speedup": self.speedup, **self.speed.to_dict()}
