@@ -83,7 +83,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     table = "\n".join([
         f"Model `{args.model}` (fingerprint `{loaded.fingerprint}`), fp32, {torch.get_num_threads()} threads, "
-        f"{args.repeats} interleaved repeats, medians. Command: `.venv/bin/python bench/speed.py --write BENCHMARKS.md`.",
+        f"{args.repeats} interleaved repeats (prefill: each model's fastest; decode: medians). "
+        "Command: `.venv/bin/python bench/speed.py --write BENCHMARKS.md`.",
         "",
         "| architecture | params | FLOPs/token | KV bytes | prefill speed (1x512) | decode speed (64+64) | prefill tok/s dense / pruned |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",

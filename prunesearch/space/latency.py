@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from prunesearch.space.shape import ModelShape
 
 TERMS = ("attention", "attention_macs", "attention_scores", "mlp", "mlp_channels")
 """Per-block terms the model is linear in (summed over blocks), in the order of ``LatencyModel.coef``."""
-FORMAT = "prunesearch.latency/2"
+FORMAT = "prunesearch.latency/3"
 MODES = ("prefill", "decode")
 """What a speed is taken on: a forward of a [batch, seq_len] prompt, or one greedy token per row against the KV
 cache of such a prompt."""
@@ -92,8 +91,10 @@ def block_terms(shape: ModelShape, counts: np.ndarray, seq_len: int) -> np.ndarr
 @dataclass(frozen=True)
 class LatencyModel:
     """Seconds of one ``mode`` step of a [``batch_size``, ``seq_len``] prompt on ``device`` (``MODES``): ``fixed``
-    plus ``coef`` times the ``TERMS`` of the architecture. ``fit`` records how it was measured and how well it
-    predicts."""
+    plus ``coef`` times the ``TERMS`` of the architecture. ``parent``: the measured seconds of the dense model's own
+    step in its own class (``LlamaForCausalLM``, not the pruned model class), which every speedup divides: "× dense"
+    means the model a user would otherwise serve, and the two classes differ by up to 3% (BENCHMARKS.md, session
+    20). ``fit`` records how it was measured and how well it predicts."""
 
     shape: ModelShape
     seq_len: int
@@ -101,12 +102,14 @@ class LatencyModel:
     device: str
     fixed: float
     coef: tuple[float, ...]
+    parent: float
     mode: str = "prefill"
     fit: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if len(self.coef) != len(TERMS) or self.fixed < 0 or min(self.coef) < 0:
-            raise PrunesearchError(f"a latency model needs a fixed time >= 0 and {len(TERMS)} coefficients >= 0")
+        if len(self.coef) != len(TERMS) or self.fixed < 0 or min(self.coef) < 0 or not self.parent > 0:
+            raise PrunesearchError(f"a latency model needs a fixed time >= 0, {len(TERMS)} coefficients >= 0 and "
+                                   "the dense parent's time > 0")
         check_mode(self.mode)
 
     @property
@@ -117,14 +120,9 @@ class LatencyModel:
         """[n] predicted seconds of count arrays [n, L, 6]."""
         return self.fixed + block_terms(self.shape, counts, self.seq_len) @ np.asarray(self.coef)
 
-    @cached_property
-    def dense_seconds(self) -> float:
-        """Computed once: every ``speedup`` call of a search's bisection divides by it."""
-        return float(self.seconds(Architecture.dense(self.shape).as_array()[None])[0])
-
     def speedup(self, counts: np.ndarray) -> np.ndarray:
-        """[n] predicted tokens/s of count arrays [n, L, 6] over the dense model's (> 1: faster)."""
-        return self.dense_seconds / self.seconds(counts)
+        """[n] predicted tokens/s of count arrays [n, L, 6] over the dense parent's (> 1: faster)."""
+        return self.parent / self.seconds(counts)
 
     def speedup_of(self, arch: Architecture) -> float:
         self.check_shape(arch.shape)
@@ -144,7 +142,7 @@ class LatencyModel:
             raise PrunesearchError(f"not a latency model of this version ({FORMAT}, terms {list(TERMS)})")
         return cls(ModelShape.from_dict(data["shape"]), int(data["seq_len"]), int(data["batch_size"]),
                    str(data["device"]), float(data["fixed"]), tuple(float(c) for c in data["coef"]),
-                   str(data["mode"]), dict(data.get("fit", {})))
+                   float(data["parent"]), str(data["mode"]), dict(data.get("fit", {})))
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
