@@ -63,6 +63,7 @@ def main() -> None:
     out = {"model": args.model, "mode": args.mode, "device": model.device, "seq_len": model.seq_len,
            "batch_size": model.batch_size,
            "fit": {k: v for k, v in model.fit.items() if k != "measured_speedups"}, "fixed": model.fixed,
+           "parent": model.parent,
            "coef": model.coef, "rows": rows,
            "error": {name: {"mean": float(e.mean()), "max": float(e.max())} for name, e in errors.items()}}
     print(json.dumps(out["error"]))
