@@ -307,11 +307,12 @@ def test_compare_under_a_kv_ceiling_moves_each_baseline_to_a_budget_that_meets_i
     assert shortgpt["kv_ratio"] <= 0.8
     assert_user_error(run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--max-kv", "0.8", "--methods",
                           "uniform", "--greedy-stages", "0"), "no heuristic meets KV cache ≤ 80% of dense")
-    fast = run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--min-speedup", "1.2", "--speed-mode",
+    # 1.4: this 48-wide model's pruned class decodes ~1.2x faster than LlamaForCausalLM on Python overhead alone
+    fast = run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--min-speedup", "1.4", "--speed-mode",
                "decode", "--methods", "shortgpt", "--greedy-stages", "0", "--max-tokens", "128", "--json")
     assert_ok(fast)
     record = json.loads(fast.stdout)
-    assert record["limits"]["speedup"] == 1.2 and record["rows"][1]["removed"] > 0.11, "moved up to meet the floor"
+    assert record["limits"]["speedup"] == 1.4 and record["rows"][1]["removed"] > 0.11, "moved up to meet the floor"
     assert {row["speed_mode"] for row in record["rows"]} == {"decode"}, "the table times what the floor is on"
     assert_user_error(run(env, "compare", "--model", tiny_dir, "--budget", "0.1", "--min-speedup", "0.5"),
                       "min_speedup must be a finite speedup over the dense model >= 1, got 0.5")
