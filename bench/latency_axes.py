@@ -49,7 +49,7 @@ def main() -> None:
     axes = {n: a for n, a in variants(shape).items() if n not in ("dense (materialized)",
                                                                   "random mix at 30% of parameters")}
     scores = fit._random_scores(space, 0)
-    batch = prompt(config.vocab_size, workload, 0)
+    batch = prompt(config, workload, 0)
     parent = step_timer(fit._random_parent(config), batch, args.mode)
     parent()
     timed = {}

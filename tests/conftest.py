@@ -22,7 +22,7 @@ from prunesearch.pruners.calibration import CalibrationSpec
 
 TINY = dict(
     hidden_size=48, intermediate_size=80, num_hidden_layers=4, num_attention_heads=6, num_key_value_heads=2,
-    head_dim=16, max_position_embeddings=256,
+    head_dim=16, max_position_embeddings=1024,
 )
 
 

@@ -211,6 +211,8 @@ def test_unknown_data_split(sampled, tiny_dir, env):
     ("--speed-mode", "sideways", "speed mode must be one of prefill, decode, got 'sideways'"),
     ("--speed-batch", "0", "speed batch must be a whole number of sequences >= 1, got 0"),
     ("--speed-context", "-1", "speed context must be a whole number of tokens >= 1, got -1"),
+    ("--speed-context", "5000", "speed context 5,000 (prefill (batch 1, 5,000-token context)) needs 5,000 positions; "
+                                "the model has 1,024"),
 ])
 def test_a_malformed_speed_workload(sampled, tiny_dir, env, option, value, message):
     result = run(env, "evaluate", "--model", tiny_dir, "--arch", sampled, option, value, "--json")

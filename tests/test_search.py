@@ -391,6 +391,13 @@ def test_cli_campaign_refuses_a_bad_config(tmp_path):
     assert done.returncode == 2 and done.stderr.startswith("error:") and "nonsense" in done.stderr
 
 
+def test_campaign_refuses_a_speed_context_longer_than_the_model_before_any_work(tiny_dir, tmp_path):
+    """Without a floor too: the comparison at the end times the workload, so a typo must not cost the campaign."""
+    with pytest.raises(PrunesearchError, match="speed context 1,020 .* needs 1,037 positions; the model has 1,024"):
+        run_campaign(tiny_config(tiny_dir, speed_mode="decode", speed_context=1020), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "campaign.db").exists(), "refused before its store is opened"
+
+
 @pytest.mark.parametrize("workload", [Workload(), Workload("decode", batch=2, context=64)], ids=["prefill", "decode"])
 def test_campaign_under_a_speed_floor_picks_a_winner_that_meets_it(workload, tiny_dir, tmp_path):
     config = tiny_config(tiny_dir, min_speedup=1.2, speed_mode=workload.mode, speed_batch=workload.batch,

@@ -34,7 +34,7 @@ from prunesearch.paths import cache_dir
 from prunesearch.pruners.materialize import pruned_config
 from prunesearch.pruners.scores import UnitScores
 from prunesearch.pruners.selection import select_units
-from prunesearch.evaluate.speed import prompt, step_timer
+from prunesearch.evaluate.speed import check_workload, prompt, step_timer
 from prunesearch.space import Architecture, Limits, SearchSpace, Workload
 from prunesearch.space.latency import LatencyModel, block_terms
 
@@ -90,7 +90,7 @@ def measure_latency(dense_config, space: SearchSpace, workload: Workload = Workl
         raise ValueError("a latency fit needs at least 8 sampled architectures and 1 timed step each")
     archs = latency_archs(space, samples, seed)
     scores = _random_scores(space, seed)
-    batch, mode = prompt(dense_config.vocab_size, workload, seed), workload.mode
+    batch, mode = prompt(dense_config, workload, seed), workload.mode
     dense = step_timer(_random_parent(dense_config), batch, mode)
     dense()
     ratios, dense_times = [], []
@@ -135,7 +135,8 @@ def latency_model(dense_config, space: SearchSpace, workload: Workload = Workloa
 
 def with_latency(limits: Limits, dense_config, space: SearchSpace, progress: bool = True) -> Limits:
     """``limits`` with this device's latency model of its speed workload attached when it has a speed floor and
-    none yet."""
+    none yet; a workload the model cannot take is refused here, before a campaign, comparison or search starts."""
+    check_workload(dense_config, limits.speed)
     if limits.speedup is None or limits.latency is not None:
         return limits
     return replace(limits, latency=latency_model(dense_config, space, limits.speed, progress=progress))

@@ -15,7 +15,7 @@ import torch
 
 from prunesearch.data import eval_windows, parse_dataset, token_ids
 from prunesearch.evaluate.perplexity import Perplexity, perplexity
-from prunesearch.evaluate.speed import compare_speed
+from prunesearch.evaluate.speed import check_workload, compare_speed
 from prunesearch.evaluate.store import Fidelity
 from prunesearch.errors import ArchitectureError
 from prunesearch.models import LoadedModel
@@ -85,6 +85,8 @@ def evaluate_architecture(
     """Measure ``arch`` (materialized with ``refit``, if given) on held-out text and return one flat record (the
     CLI's ``--json`` object); its speed is taken on the ``speed`` workload."""
     parse_dataset(spec.data)
+    if speed_repeats > 0:
+        check_workload(loaded.model.config, speed)
     arch = with_units(loaded, arch, calibration, progress)
     pruned = materialize(loaded.model, arch, refit)
     windows = eval_windows(token_ids(loaded.tokenizer, spec.data), spec.window, spec.max_tokens)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from prunesearch.errors import PrunesearchError
 from prunesearch.space import Workload
 
 DECODE_STEPS = 16
@@ -74,10 +75,22 @@ class DecodeTimer:
         return (time.perf_counter() - start) / self.steps
 
 
-def prompt(vocab_size: int, workload: Workload, seed: int = 0) -> torch.Tensor:
+def check_workload(config, workload: Workload) -> Workload:
+    """``workload`` itself when the model takes its prompt (and, decoding, its generated tokens); a clear error
+    before any work when the context is longer than the model's positions."""
+    positions = getattr(config, "max_position_embeddings", None)
+    needed = workload.context + (DECODE_STEPS + 1 if workload.mode == "decode" else 0)
+    if positions is not None and needed > positions:
+        raise PrunesearchError(f"speed context {workload.context:,} ({workload.describe()}) needs {needed:,} "
+                               f"positions; the model has {positions:,}")
+    return workload
+
+
+def prompt(config, workload: Workload, seed: int = 0) -> torch.Tensor:
     """[batch, context] random token ids: a step takes as long whatever the tokens are."""
+    check_workload(config, workload)
     generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, vocab_size, (workload.batch, workload.context), generator=generator)
+    return torch.randint(0, config.vocab_size, (workload.batch, workload.context), generator=generator)
 
 
 def step_timer(model: PreTrainedModel, batch: torch.Tensor, mode: str) -> Callable[[], float]:
@@ -93,7 +106,7 @@ def compare_speed(dense: PreTrainedModel, pruned: PreTrainedModel, workload: Wor
                   repeats: int = 5, seed: int = 0) -> Speed:
     """Tokens/s of each model, its fastest of ``repeats`` steps interleaved with the other's, on ``workload``: a
     prompt's forward, or tokens generated against its KV cache."""
-    batch = prompt(dense.config.vocab_size, workload, seed).to(dense.device)
+    batch = prompt(dense.config, workload, seed).to(dense.device)
     timers = step_timer(dense, batch, workload.mode), step_timer(pruned, batch, workload.mode)
     for timer in timers:
         timer()
