@@ -56,10 +56,9 @@ class Workload:
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
-        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
-            raise PrunesearchError(f"speed batch must be a whole number of sequences >= 1, got {self.batch!r}")
-        if isinstance(self.context, bool) or not isinstance(self.context, int) or self.context < 1:
-            raise PrunesearchError(f"speed context must be a whole number of tokens >= 1, got {self.context!r}")
+        for name, value, unit in (("batch", self.batch, "sequences"), ("context", self.context, "tokens")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PrunesearchError(f"speed {name} must be a whole number of {unit} >= 1, got {value!r}")
 
     def describe(self) -> str:
         """'decode' at the default batch and context, else e.g. 'decode (batch 8, 2,048-token context)'."""
