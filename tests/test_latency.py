@@ -60,14 +60,15 @@ def test_a_latency_model_is_fitted_to_timed_forwards_and_cached(tmp_path, monkey
 
 
 def test_speedups_are_over_the_dense_parent_in_its_own_class(monkeypatch):
-    """Every timing divides by the parent's: a parent that sleeps 30 ms a step makes every model read far faster,
-    the dense architecture in the pruned class too."""
+    """Every timing divides by the parent's: a parent that sleeps 100 ms a step makes every model read far faster,
+    the dense architecture in the pruned class too (by 2x or more as long as a step of this small model takes under
+    100 ms, which holds on a CPU that another job keeps busy; 30 ms did not)."""
     parent = latency_module._random_parent(SMALL_LLAMA)
     assert type(parent).__name__ == "LlamaForCausalLM"
     forward = parent.forward
 
     def sleepy(*args, **kwargs):
-        time.sleep(0.03)
+        time.sleep(0.1)
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(parent, "forward", sleepy)
@@ -75,8 +76,8 @@ def test_speedups_are_over_the_dense_parent_in_its_own_class(monkeypatch):
     space = space_for(ModelShape.from_config(SMALL_LLAMA))
     model = latency_module.measure_latency(SMALL_LLAMA, space, Workload(context=16), samples=8, repeats=1,
                                            progress=False)
-    assert model.parent >= 0.03 and min(model.fit["measured_speedups"]) > 3
-    assert model.speedup_of(Architecture.dense(space.shape)) > 3
+    assert model.parent >= 0.1 and min(model.fit["measured_speedups"]) > 2
+    assert model.speedup_of(Architecture.dense(space.shape)) > 2
 
 
 def test_a_decode_latency_model_times_generated_tokens_and_serves_only_a_floor_on_its_workload(tmp_path):
