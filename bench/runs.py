@@ -13,7 +13,7 @@ import numpy as np
 @dataclass
 class RunPairs:
     """The run's config, its saved predictor, its pair store, and its distinct pairs (architectures, targets,
-    fraction removed)."""
+    fraction removed, sampler)."""
 
     config: dict[str, Any]
     predictor: Any
@@ -21,6 +21,7 @@ class RunPairs:
     archs: list
     y: np.ndarray
     removed: np.ndarray
+    samplers: list[str]
 
 
 def run_pairs(run: Path) -> RunPairs:
@@ -31,8 +32,8 @@ def run_pairs(run: Path) -> RunPairs:
     config = json.loads((run / "config.json").read_text())
     saved = Predictor.load(run / "predictor")
     store = PairStore(default_storage(run), config["name"] or run.name, read_only=True)
-    archs, y, removed, _ = training_data(store, config["objective"])
-    return RunPairs(config, saved, store, archs, y, removed)
+    archs, y, removed, samplers = training_data(store, config["objective"])
+    return RunPairs(config, saved, store, archs, y, removed, samplers)
 
 
 @dataclass
@@ -66,25 +67,43 @@ def run_model(pairs: RunPairs) -> RunModel:
 
 def out_of_fold(pairs: RunPairs, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], seeds: tuple[int, ...],
                 metrics: tuple[str, ...] = ("kendall_tau", "spearman", "precision_at_top"),
-                folds: int = 5, size: int | None = None) -> dict[str, float]:
+                folds: int = 5, size: int | None = None, by_sampler: bool = False) -> dict[str, float]:
     """``folds``-fold rank quality of ``fit_predict(train_rows, test_rows) -> predictions``, over all pairs and
     within the run's band around each budget, averaged over the fold ``seeds``. With ``size``, each seed draws a
-    random subset of that many pairs and the folds split it."""
-    from sklearn.model_selection import KFold
-
-    from prunesearch.predictor import rank_report
+    random subset of that many pairs and the folds split it. With ``by_sampler``, also the band Kendall tau among
+    the pairs of each sampler alone (where the band holds at least 8 of them)."""
+    from prunesearch.predictor import kendall_tau, rank_report
 
     config, y = pairs.config, pairs.y
-    runs = []
+    samplers = np.array(pairs.samplers)
+    runs, kinds = [], {}
     for seed in seeds:
         rows = np.arange(len(y)) if size is None else np.random.default_rng(seed).permutation(len(y))[:size]
-        predicted = np.empty(len(rows))
-        for train, test in KFold(folds, shuffle=True, random_state=seed).split(rows):
-            predicted[test] = fit_predict(rows[train], rows[test])
+        predicted = out_of_fold_predictions(rows, fit_predict, seed, folds)
         runs.append({str(b): rank_report(y[rows], predicted, pairs.removed[rows], b, config["band"])
                      for b in config["budgets"]})
-    return {f"{b} {subset} {metric}": float(np.mean([r[str(b)][subset][metric] for r in runs]))
-            for b in config["budgets"] for subset in ("all", "band") for metric in metrics}
+        for b in config["budgets"] if by_sampler else ():
+            near = np.abs(pairs.removed[rows] - b) <= config["band"] + 1e-12
+            for kind in sorted(set(samplers[rows])):
+                chosen = near & (samplers[rows] == kind)
+                if chosen.sum() >= 8:
+                    key = f"{b} band {kind} (n={chosen.sum()}) kendall_tau"
+                    kinds.setdefault(key, []).append(kendall_tau(y[rows][chosen], predicted[chosen]))
+    return {**{f"{b} {subset} {metric}": float(np.mean([r[str(b)][subset][metric] for r in runs]))
+               for b in config["budgets"] for subset in ("all", "band") for metric in metrics},
+            **{key: float(np.mean(taus)) for key, taus in kinds.items()}}
+
+
+def out_of_fold_predictions(rows: np.ndarray, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                            seed: int, folds: int = 5) -> np.ndarray:
+    """Each of ``rows`` predicted by a ``fit_predict`` that did not train on it, ``folds`` folds drawn with
+    ``seed``."""
+    from sklearn.model_selection import KFold
+
+    predicted = np.empty(len(rows))
+    for train, test in KFold(folds, shuffle=True, random_state=seed).split(rows):
+        predicted[test] = fit_predict(rows[train], rows[test])
+    return predicted
 
 
 def second_read(pairs: RunPairs, loaded: Any, rows: Any, done: dict[str, float] | None = None,
