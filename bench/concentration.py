@@ -26,16 +26,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
 
-    import xgboost as xgb
-
-    from prunesearch.predictor import featurize, feature_names, monotone_signs
-    from prunesearch.predictor.model import DEFAULTS, MEMBERS
-    from runs import out_of_fold, run_pairs
+    from runs import matrix_fit, out_of_fold, run_features, run_pairs
 
     pairs = run_pairs(args.run)
     ctx, y = pairs.predictor.ctx, pairs.y
-    X = featurize(pairs.archs, ctx).astype(np.float64)
-    names, signs = feature_names(ctx), monotone_signs(ctx)
+    X, names, signs = run_features(pairs)
     layers = ctx.shape.num_layers
     structure = {"keep", "kv", "q_per_kv", "qk", "v", "mlp"}
     families = sorted({n.split("[")[0] for n in names if n.endswith("]")} - structure)
@@ -51,16 +46,7 @@ def main() -> None:
     X_more = np.column_stack([X] + extra)
 
     def ensemble(features: np.ndarray, constraints: list[int]):
-        params = {**DEFAULTS, "monotone_constraints": f"({','.join(map(str, constraints))})"}
-
-        def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-            out = []
-            for m in range(MEMBERS):
-                rows = train[np.random.default_rng(m).integers(0, len(train), len(train))]
-                model = xgb.XGBRegressor(**{**params, "random_state": m}).fit(features[rows], y[rows])
-                out.append(model.predict(features[test]))
-            return np.mean(out, 0)
-        return fit_predict
+        return matrix_fit(features, y, monotone_constraints=f"({','.join(map(str, constraints))})")
 
     results: dict = {"run": str(args.run), "pairs": len(y), "fold seeds": args.seeds,
                      "extra features": len(extra), "variants": {}}

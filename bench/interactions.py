@@ -48,16 +48,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/interactions.json"))
     args = parser.parse_args()
 
-    import xgboost as xgb
-
-    from prunesearch.predictor import feature_names, featurize, monotone_signs
-    from prunesearch.predictor.model import DEFAULTS, MEMBERS
-    from runs import out_of_fold, run_pairs
+    from runs import matrix_fit, out_of_fold, run_features, run_pairs
 
     pairs = run_pairs(args.run)
     ctx, y = pairs.predictor.ctx, pairs.y
-    X = featurize(pairs.archs, ctx).astype(np.float64)
-    names, signs = feature_names(ctx), monotone_signs(ctx)
+    X, names, signs = run_features(pairs)
     layers = ctx.shape.num_layers
     by_layer = [[j for j, n in enumerate(names) if n.endswith(f"[{i}]")] for i in range(layers)]
     aggregate = [j for j, n in enumerate(names) if not n.endswith("]")]
@@ -68,28 +63,13 @@ def main() -> None:
     loss_tables = {n.split("[")[0] for n in names if n.endswith("]") and signs[names.index(n)] == 1}
     damage = [j for j, n in enumerate(names) if n.endswith("]") and n.split("[")[0] in loss_tables]
 
-    def ensemble(margin: np.ndarray | None = None, columns: list[int] | None = None, members: int = MEMBERS,
-                 extra: Callable[[np.ndarray], np.ndarray] | None = None,
-                 **params) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-        """The predictor's bootstrap ensemble on ``columns`` of the features (all by default), plus a column
-        ``extra(train rows)`` fitted on each fold's training rows, from ``margin`` where given."""
-        params = {**DEFAULTS, **params}
+    def ensemble(columns: list[int] | None = None, **kwargs) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        return matrix_fit(X if columns is None else X[:, columns], y, **kwargs)
 
-        def margin_of(rows: np.ndarray) -> dict[str, np.ndarray]:
-            return {} if margin is None else {"base_margin": margin[rows]}
-
-        def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-            features = X if columns is None else X[:, columns]
-            if extra is not None:
-                features = np.column_stack([features, extra(train)])
-            out = []
-            for m in range(members):
-                rows = train[np.random.default_rng(m).integers(0, len(train), len(train))]
-                model = xgb.XGBRegressor(**{**params, "random_state": m})
-                model.fit(features[rows], y[rows], **margin_of(rows))
-                out.append(model.predict(features[test], **margin_of(test)))
-            return np.mean(out, axis=0)
-        return fit_predict
+    def with_index(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        """The predictor's ensemble with the calibrated probe index, fitted on ``train``, as one more column."""
+        stacked = np.column_stack([X, probe_index(train)])
+        return matrix_fit(stacked, y, monotone_constraints=f"({','.join(map(str, [*signs, 1]))})")(train, test)
 
     def probe_index(train: np.ndarray) -> np.ndarray:
         """The calibrated probe index of every pair, its weights fitted on the ``train`` rows."""
@@ -114,8 +94,7 @@ def main() -> None:
         "probe offset": ensemble(margin=offset),
         "probe offset, monotone": ensemble(margin=offset, monotone_constraints=monotone),
         "calibrated probe index alone": lambda train, test: probe_index(train)[test],
-        "calibrated probe index": ensemble(extra=probe_index,
-                                           monotone_constraints=f"({','.join(map(str, [*signs, 1]))})"),
+        "calibrated probe index": with_index,
     }
     unknown = set(args.variants or ()) - set(variants)
     if unknown:

@@ -33,8 +33,13 @@ def main() -> None:
     from prunesearch.evaluate.perplexity import perplexity
     from prunesearch.models import load_model
     from prunesearch.pruners import CalibrationSpec, materialize
+    from prunesearch.errors import PrunesearchError
     from prunesearch.space import Architecture
 
+    try:
+        archs = {path.stem: Architecture.load(path) for path in args.arch}
+    except PrunesearchError as exc:
+        parser.error(str(exc))
     loaded, spec = load_model(), CalibrationSpec()
     model, size = loaded.model, loaded.model.config.intermediate_size
     layers = len(model.model.layers)
@@ -66,16 +71,15 @@ def main() -> None:
     data = {split: eval_windows(token_ids(loaded.tokenizer, split), 512, args.tokens)
             for split in ("ptb-valid", "wiki-valid")}
     results: dict = {"tokens per split": args.tokens, "window": 512, "calibration": vars(spec), "models": {}}
-    for path in args.arch:
-        arch = Architecture.load(path)
+    for stem, arch in archs.items():
         for name, score in scores.items():
             chosen = tuple(replace(layer, mlp_idx=tuple(sorted(torch.sort(-score[i], stable=True).indices[:layer.mlp]
                                                                .tolist()))) if layer.keep else layer
                            for i, layer in enumerate(arch.layers))
             pruned = materialize(model, Architecture(arch.shape, chosen, arch.meta))
             read = {split: perplexity(pruned, w, progress=False).ppl for split, w in data.items()}
-            results["models"][f"{path.stem} | {name}"] = read
-            print(path.stem, "|", name, json.dumps(read), flush=True)
+            results["models"][f"{stem} | {name}"] = read
+            print(stem, "|", name, json.dumps(read), flush=True)
             args.out.write_text(json.dumps(results, indent=1) + "\n")
 
 

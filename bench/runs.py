@@ -136,6 +136,39 @@ def second_read(pairs: RunPairs, loaded: Any, rows: Any, done: dict[str, float] 
     return np.array([done[pairs.archs[i].key(units=True)] for i in rows])
 
 
+def run_features(pairs: RunPairs) -> tuple[np.ndarray, list[str], list[int]]:
+    """The run's pairs as the saved predictor's float64 feature matrix, with its column names and monotone signs."""
+    from prunesearch.predictor import feature_names, featurize, monotone_signs
+
+    ctx = pairs.predictor.ctx
+    return featurize(pairs.archs, ctx).astype(np.float64), feature_names(ctx), monotone_signs(ctx)
+
+
+def matrix_fit(X: np.ndarray, y: np.ndarray, members: int | None = None, margin: np.ndarray | None = None,
+               **params: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``fit_predict`` for ``out_of_fold``: the predictor's bootstrap ensemble (its parameters, overridden by
+    ``params``; member m resamples with seed m) on the columns of ``X``, starting from ``margin`` where given."""
+    import xgboost as xgb
+
+    from prunesearch.predictor.model import DEFAULTS, MEMBERS
+
+    params = {**DEFAULTS, **params}
+
+    def margin_of(rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {} if margin is None else {"base_margin": margin[rows]}
+
+    def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        out = []
+        for m in range(MEMBERS if members is None else members):
+            rows = train[np.random.default_rng(m).integers(0, len(train), len(train))]
+            model = xgb.XGBRegressor(**{**params, "random_state": m})
+            model.fit(X[rows], y[rows], **margin_of(rows))
+            out.append(model.predict(X[test], **margin_of(test)))
+        return np.mean(out, axis=0)
+
+    return fit_predict
+
+
 def predictor_fit(pairs: RunPairs, ctx: Any, members: int = 5) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``fit_predict`` for ``out_of_fold``: the project's predictor on feature context ``ctx``."""
     from prunesearch.predictor import Predictor
