@@ -24,6 +24,9 @@ say that to the trees with XGBoost's ``interaction_constraints``, and one says i
   one, not toward zero. Fitted on the fold's pairs below its 80th target percentile: past it the models are broken
   and no sum of one-layer costs describes them.
 
+The last two variants are the project's ``Predictor`` itself, with and without the index it adopted in session 22
+(non-negative per-column weights, so it stays monotone), to check the product reproduces the bench's gain.
+
 And the predictor with 15 bootstrap members instead of 5 (a third of the search's queries per second). Same
 ensemble otherwise (5 bootstrap members, the predictor's parameters and monotone constraints where not said), 5 folds,
 the fold seeds given; each also scored within the band among the pairs of one sampler at a time. Output:
@@ -48,7 +51,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/interactions.json"))
     args = parser.parse_args()
 
-    from runs import matrix_fit, out_of_fold, run_features, run_pairs
+    from runs import matrix_fit, out_of_fold, predictor_fit, run_features, run_pairs
 
     pairs = run_pairs(args.run)
     ctx, y = pairs.predictor.ctx, pairs.y
@@ -95,6 +98,8 @@ def main() -> None:
         "probe offset, monotone": ensemble(margin=offset, monotone_constraints=monotone),
         "calibrated probe index alone": lambda train, test: probe_index(train)[test],
         "calibrated probe index": with_index,
+        "Predictor without the index": predictor_fit(pairs, ctx, probe_index=False),
+        "Predictor (index adopted)": predictor_fit(pairs, ctx),
     }
     unknown = set(args.variants or ()) - set(variants)
     if unknown:

@@ -169,12 +169,14 @@ def matrix_fit(X: np.ndarray, y: np.ndarray, members: int | None = None, margin:
     return fit_predict
 
 
-def predictor_fit(pairs: RunPairs, ctx: Any, members: int = 5) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``fit_predict`` for ``out_of_fold``: the project's predictor on feature context ``ctx``."""
+def predictor_fit(pairs: RunPairs, ctx: Any, members: int = 5,
+                  **kwargs: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``fit_predict`` for ``out_of_fold``: the project's predictor on feature context ``ctx`` (``kwargs`` go to
+    ``Predictor``)."""
     from prunesearch.predictor import Predictor
 
     def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        model = Predictor(ctx, members=members).fit([pairs.archs[i] for i in train], pairs.y[train])
+        model = Predictor(ctx, members=members, **kwargs).fit([pairs.archs[i] for i in train], pairs.y[train])
         return model.predict([pairs.archs[i] for i in test])
 
     return fit_predict

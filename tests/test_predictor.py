@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from prunesearch.errors import PrunesearchError
+from prunesearch.predictor.probe_index import ProbeIndex
 from prunesearch.predictor import (
     FeatureContext,
     Predictor,
@@ -188,8 +189,8 @@ def test_kv_tables_scale_by_query_heads_toward_no_attention(ctx):
 
 
 def test_monotone_signs_follow_what_each_feature_means(ctx):
-    """Down in what is kept and in score mass, up in measured loss and a removed block's measured loss; a prior's
-    redundancy and a loss table's "mass lost" are free."""
+    """Down in what is kept, in score mass and in a loss source's "mass lost", up in measured loss and a removed
+    block's measured loss; a prior's redundancy is free."""
     loss = np.linspace(1, 0, SHAPE.intermediate_size + 1)[None].repeat(SHAPE.num_layers, 0)
     measured = FeatureContext(SHAPE, {**ctx.tables, "measured/mlp": loss},
                               {**ctx.block, "measured": np.ones(SHAPE.num_layers)})
@@ -197,7 +198,7 @@ def test_monotone_signs_follow_what_each_feature_means(ctx):
     assert len(signs) == len(monotone_signs(measured))
     expected = {"keep[0]": -1, "mlp[3]": -1, "sum:q_per_kv": -1, "bip/kv[1]": -1, "sum:transact/qk": -1,
                 "measured/mlp[2]": 1, "sum:measured/mlp": 1, "block:measured[4]": 1, "block:sleb[4]": 0,
-                "sum:block:mi": 0, "lost:bip": 1, "lost:measured": 0, "cost:removed": 1, "cost:flops": -1,
+                "sum:block:mi": 0, "lost:bip": 1, "lost:measured": -1, "cost:removed": 1, "cost:flops": -1,
                 "cost:kv_bytes": -1, "cost:no_mlp": 1}
     assert {name: signs[name] for name in expected} == expected
 
@@ -254,8 +255,43 @@ def test_rank_report_filters_the_band():
 
 
 @pytest.fixture(scope="module")
-def fitted(ctx, archs, target) -> Predictor:
-    return Predictor(ctx).fit(archs[:200], target[:200], {"fingerprint": "model-a", "space": SPACE.to_dict()})
+def probed(ctx) -> FeatureContext:
+    """``ctx`` plus a loss-rise table as a sensitivity probe measures it: per layer, an MLP cut's unweighted cost in
+    ``target`` (what a campaign's contexts hold, so the predictor fits its probe index on it)."""
+    rise = (1 - ctx.tables["activation/mlp"]) ** 1.5
+    return FeatureContext(SHAPE, {**ctx.tables, "sensitivity/mlp": rise}, ctx.block)
+
+
+@pytest.fixture(scope="module")
+def fitted(probed, archs, target) -> Predictor:
+    return Predictor(probed).fit(archs[:200], target[:200], {"fingerprint": "model-a", "space": SPACE.to_dict()})
+
+
+def test_the_predictor_fits_a_probe_index_on_the_loss_columns(fitted, probed, archs, target):
+    index = fitted.index
+    assert index.columns == tuple(f"sensitivity/mlp[{i}]" for i in range(SHAPE.num_layers))
+    assert (index.weights >= 0).all()
+    assert kendall_tau(target[200:], index.transform(featurize(archs[200:], probed))) > 0.2
+    assert Predictor(probed, probe_index=False, **FAST).fit(archs[:50], target[:50]).index is None
+
+
+def test_probe_index_weighs_each_layer_as_the_pairs_say():
+    """Per-layer weights recover each layer's true cost from clean pairs, ignore the broken tail past the 80th
+    percentile, are clipped at zero where the pairs say a column lowers the loss, and fall back to flat with too few
+    rows or no loss column."""
+    rng = np.random.default_rng(0)
+    names, signs = [f"rise[{i}]" for i in range(8)] + ["keep[0]", "sum:rise"], [1] * 8 + [-1, 1]
+    X = np.column_stack([rng.uniform(0, 0.3, (300, 8)), rng.uniform(0, 1, (300, 2))])
+    w = np.array([0.5, 1, 1.5, 2, 2.5, 3, 0.2, -0.5])
+    y = 2 + X[:, :8] @ w + rng.normal(0, 0.01, 300)
+    y[y > np.quantile(y, 0.8)] += 50
+    index = ProbeIndex.fit(X, y, names, signs)
+    assert index.columns == tuple(names[:8]) and index.weights[7] == 0
+    np.testing.assert_allclose(index.weights[:7], w[:7], atol=0.1)
+    clean = y <= np.quantile(y, 0.8)
+    assert abs(np.median(index.transform(X[clean]) - y[clean])) < 0.1
+    assert (ProbeIndex.fit(X[:2], y[:2], names, signs).weights == 0).all()
+    assert ProbeIndex.fit(X, y, names, [0] * 10).columns == ()
 
 
 def test_predictor_ranks_held_out_architectures(fitted, archs, target):
@@ -326,6 +362,17 @@ def test_a_single_booster_predictor_of_the_first_format_still_loads(ctx, archs, 
     np.testing.assert_array_equal(loaded.predict(archs[200:]), single.predict(archs[200:]))
 
 
+def test_an_ensemble_of_the_second_format_loads_without_an_index(probed, archs, target, tmp_path):
+    plain = Predictor(probed, probe_index=False, **FAST).fit(archs[:100], target[:100])
+    plain.save(tmp_path / "p")
+    info = json.loads((tmp_path / "p" / "predictor.json").read_text())
+    info.pop("index")
+    (tmp_path / "p" / "predictor.json").write_text(json.dumps({**info, "format": "prunesearch.predictor/2"}))
+    loaded = Predictor.load(tmp_path / "p")
+    assert loaded.index is None
+    np.testing.assert_array_equal(loaded.predict(archs[200:]), plain.predict(archs[200:]))
+
+
 def test_load_refuses_another_model_or_space(fitted, tmp_path):
     fitted.save(tmp_path / "p")
     with pytest.raises(PrunesearchError, match="trained for model model-a, not model-b"):
@@ -355,9 +402,12 @@ def test_load_refuses_missing_or_corrupt_files(fitted, tmp_path):
 
     broken("format", lambda p: edit_info(p, format="prunesearch.predictor/99"))
     broken("features", lambda p: edit_info(p, features=["keep[0]"]))
+    broken("index", lambda p: edit_info(p, index={"columns": ["nope[0]"], "weights": [1.0], "intercept": 0.0}))
+    broken("index_missing", lambda p: edit_info(p, index=None))
     messages = {
         "missing": "incomplete: missing model-3.json", "json": "corrupt", "trees": "corrupt", "context": "corrupt",
-        "format": "unknown format", "features": "other features",
+        "format": "unknown format", "features": "other features", "index": "corrupt: bad probe index",
+        "index_missing": "corrupt: its trees expect another feature count",
     }
     for name, message in messages.items():
         with pytest.raises(PrunesearchError, match=message):

@@ -18,11 +18,13 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.paths import atomic_dir
 from prunesearch.predictor.context import FeatureContext
 from prunesearch.predictor.features import feature_names, featurize, featurize_arrays, monotone_signs
+from prunesearch.predictor.probe_index import ProbeIndex
 from prunesearch.space import Architecture
 
-FORMAT = "prunesearch.predictor/2"
-FORMATS = ("prunesearch.predictor/1", FORMAT)
-"""Readable formats: /1 holds one booster in ``model.json``, /2 an ensemble in ``model-<i>.json``."""
+FORMAT = "prunesearch.predictor/3"
+FORMATS = ("prunesearch.predictor/1", "prunesearch.predictor/2", FORMAT)
+"""Readable formats: /1 holds one booster in ``model.json``, /2 an ensemble in ``model-<i>.json``, /3 adds the
+calibrated probe index (``index`` in ``predictor.json``; the trees then see it as one column past the features)."""
 MODEL_FILE, CONTEXT_FILE, META_FILE = "model.json", "context.npz", "predictor.json"
 MEMBERS = 5
 """Ensemble size: trees fitted on bootstrap resamples agree where pairs were measured and spread apart where the
@@ -56,13 +58,19 @@ class Predictor:
     architecture lies from what was measured. With ``monotone`` (unless ``monotone_constraints`` is given) the
     trees may only move the prediction the way each feature's meaning allows (``monotone_signs``): on SmolLM2's
     236 distinct pairs that raised the 5-fold Kendall tau by 0.01 within the budget bands and 0.02 over all pairs
-    (``bench/monotone.py``), and a search cannot exploit a tree that says removing more helps.
+    (``bench/monotone.py``), and a search cannot exploit a tree that says removing more helps. With
+    ``probe_index`` the trees also see the calibrated probe index (``probe_index.py``), fitted on the same pairs,
+    as one more column that may only raise the prediction.
     """
 
-    def __init__(self, ctx: FeatureContext, members: int = MEMBERS, monotone: bool = True, **xgb_params: Any) -> None:
+    def __init__(self, ctx: FeatureContext, members: int = MEMBERS, monotone: bool = True, probe_index: bool = True,
+                 **xgb_params: Any) -> None:
         self.ctx = ctx
+        self.names, self.signs = feature_names(ctx), monotone_signs(ctx)
+        self.probe_index = probe_index
         if monotone and "monotone_constraints" not in xgb_params:
-            xgb_params["monotone_constraints"] = f"({','.join(map(str, monotone_signs(ctx)))})"
+            signs = self.signs + [1] * probe_index
+            xgb_params["monotone_constraints"] = f"({','.join(map(str, signs))})"
         self.params = {**DEFAULTS, **xgb_params}
         if not str(self.params["objective"]).startswith("reg:"):
             raise ValueError(f"the predictor regresses log-perplexity: objective must be 'reg:...', not "
@@ -71,6 +79,7 @@ class Predictor:
             raise ValueError(f"an ensemble needs at least one member, got {members}")
         self.members = members
         self.meta: dict[str, Any] = {}
+        self.index: ProbeIndex | None = None
         self.boosters: list[xgb.Booster] = []
 
     def fit(self, archs: Sequence[Architecture], y: Sequence[float], meta: dict[str, Any] | None = None) -> "Predictor":
@@ -78,6 +87,8 @@ class Predictor:
         X, y = featurize(archs, self.ctx), np.asarray(y, dtype=np.float64)
         if len(y) != len(X):
             raise ValueError(f"{len(X)} architectures but {len(y)} targets")
+        self.index = ProbeIndex.fit(X, y, self.names, self.signs) if self.probe_index else None
+        X = self._with_index(X)
         seed = self.params["random_state"]
         self.boosters = []
         for m in range(self.members):
@@ -106,7 +117,14 @@ class Predictor:
     def _members(self, X: np.ndarray) -> np.ndarray:
         if not self.boosters:
             raise PrunesearchError("the predictor has not been trained")
+        X = self._with_index(X)
         return np.stack([b.inplace_predict(X) for b in self.boosters]).astype(np.float64)
+
+    def _with_index(self, X: np.ndarray) -> np.ndarray:
+        """The trees' input: the features, then the probe index where there is one."""
+        if self.index is None:
+            return X
+        return np.concatenate([X, self.index.transform(X)[:, None].astype(X.dtype)], axis=1)
 
     def save(self, directory: str | Path) -> None:
         """Write the trees, the feature context and ``predictor.json`` (format, features, shape, meta) at once."""
@@ -115,7 +133,8 @@ class Predictor:
         info = {
             "format": FORMAT,
             "members": len(self.boosters),
-            "features": feature_names(self.ctx),
+            "features": self.names,
+            "index": self.index.to_dict() if self.index else None,
             "shape": self.ctx.shape.to_dict(),
             "params": self.params,
             "meta": self.meta,
@@ -150,8 +169,13 @@ class Predictor:
         missing = [name for name in files if not (directory / name).is_file()]
         if missing or not files:
             raise PrunesearchError(f"predictor at {directory} is incomplete: missing {', '.join(missing) or 'trees'}")
-        predictor = cls(ctx, members=len(files), monotone=False, **info["params"])
-        predictor.meta = info["meta"]
+        try:
+            index = None if info.get("index") is None else ProbeIndex.from_dict(info["index"], info["features"])
+        except PrunesearchError as exc:
+            raise PrunesearchError(f"predictor at {directory} is corrupt: {exc}") from None
+        predictor = cls(ctx, members=len(files), monotone=False, probe_index=index is not None, **info["params"])
+        predictor.meta, predictor.index = info["meta"], index
+        columns = len(info["features"]) + (index is not None)
         for name in files:
             booster = xgb.Booster({"nthread": predictor.params["n_jobs"] or 0})
             try:
@@ -159,7 +183,7 @@ class Predictor:
             except xgb.core.XGBoostError as exc:
                 first_line = str(exc).splitlines()[0]
                 raise PrunesearchError(f"predictor at {directory} is corrupt: {name}: {first_line}") from None
-            if booster.num_features() != len(info["features"]):
+            if booster.num_features() != columns:
                 raise PrunesearchError(f"predictor at {directory} is corrupt: its trees expect another feature count")
             predictor.boosters.append(booster)
         return predictor
