@@ -53,6 +53,8 @@ def main() -> None:
 
     from runs import matrix_fit, out_of_fold, predictor_fit, run_features, run_pairs
 
+    from prunesearch.predictor.probe_index import loss_columns
+
     pairs = run_pairs(args.run)
     ctx, y = pairs.predictor.ctx, pairs.y
     X, names, signs = run_features(pairs)
@@ -63,8 +65,8 @@ def main() -> None:
     rise = X[:, [names.index(n) for n in probe_sums]].sum(1)
     offset = rise + float(np.median(y) - np.median(rise))
     monotone = f"({','.join(map(str, signs))})"
-    loss_tables = {n.split("[")[0] for n in names if n.endswith("]") and signs[names.index(n)] == 1}
-    damage = [j for j, n in enumerate(names) if n.endswith("]") and n.split("[")[0] in loss_tables]
+    damage = loss_columns(names, signs)
+    loss_tables = {names[j].split("[")[0] for j in damage}
 
     def ensemble(columns: list[int] | None = None, **kwargs) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         return matrix_fit(X if columns is None else X[:, columns], y, **kwargs)

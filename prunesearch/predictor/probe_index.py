@@ -71,6 +71,8 @@ class ProbeIndex:
     @classmethod
     def from_dict(cls, data: Any, names: Sequence[str]) -> "ProbeIndex":
         """Read ``to_dict``'s output for the feature columns ``names``, refusing one that does not fit them."""
+        if not isinstance(data, dict):
+            raise PrunesearchError(f"bad probe index: expected an object, got {type(data).__name__}")
         try:
             columns, weights = tuple(data["columns"]), np.asarray(data["weights"], dtype=np.float64)
             intercept = float(data["intercept"])
