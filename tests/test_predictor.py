@@ -275,6 +275,19 @@ def test_the_predictor_fits_a_probe_index_on_the_loss_columns(fitted, probed, ar
     assert Predictor(probed, probe_index=False, **FAST).fit(archs[:50], target[:50]).index is None
 
 
+def test_layer_losses_split_the_probe_index_by_layer(fitted, probed, archs, target):
+    """Per layer, the index's terms: they add up to the index less its intercept, and only a layer that loses MLP
+    channels (the one loss table here) is charged."""
+    losses = fitted.layer_losses(archs[:20])
+    assert losses.shape == (20, SHAPE.num_layers)
+    total = fitted.index.transform(featurize(archs[:20], probed)) - fitted.index.intercept
+    np.testing.assert_allclose(losses.sum(1), total, rtol=1e-6, atol=1e-9)
+    full = np.array([[layer.keep and layer.mlp == SHAPE.intermediate_size for layer in a.layers] for a in archs[:20]])
+    assert (losses[full] == 0).all() and (losses[~full] > 0).any()
+    with pytest.raises(PrunesearchError, match="no probe index"):
+        Predictor(probed, probe_index=False, **FAST).fit(archs[:50], target[:50]).layer_losses(archs[:1])
+
+
 def test_probe_index_weighs_each_layer_as_the_pairs_say():
     """Per-layer weights recover each layer's true cost from clean pairs, ignore the broken tail past the 80th
     percentile, are clipped at zero where the pairs say a column lowers the loss, and fall back to flat with too few

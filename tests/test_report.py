@@ -98,6 +98,13 @@ def test_layer_heatmap_refuses_mixed_models(tmp_path):
         plots.layer_heatmap({"a": Architecture.dense(TINY), "b": Architecture.dense(other)}, tmp_path / "x.png")
 
 
+def test_layer_losses_writes_png_and_refuses_ragged_input(tmp_path):
+    path = plots.layer_losses({"searched": [0.0, 0.02, 0.1], "sleb": [0.0, 0.4, -0.01]}, tmp_path / "losses.png")
+    assert path.read_bytes()[:8] == PNG_MAGIC and imread(path).std() > 0
+    with pytest.raises(ValueError, match="same layers"):
+        plots.layer_losses({"a": [0.1, 0.2], "b": [0.1]}, tmp_path / "x.png")
+
+
 def test_learning_curve_writes_png(tmp_path):
     points = [
         {"n": n, "all": {"kendall_tau": t, "spearman": t + 0.1, "precision_at_top": t - 0.1},

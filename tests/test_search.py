@@ -225,6 +225,7 @@ def test_campaign_writes_best_predictor_and_report(finished):
     assert "| searched 20%" in report and "figures/pareto-20.png" in report
     assert report.count("| 5-fold, all pairs |") == 1 and "| 5-fold, within ±2.5% of 20% |" in report
     assert (run_dir / "figures" / "layers-20.png").stat().st_size > 0
+    assert "figures/layer-losses-20.png" in report and (run_dir / "figures" / "layer-losses-20.png").stat().st_size > 0
     names = [row["name"] for row in summary["comparison"]]
     assert names[0] == "dense" and "greedy 20%" in names and "transact 20%" in names
     assert summary["pairs"] >= config.pairs

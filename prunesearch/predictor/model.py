@@ -111,6 +111,14 @@ class Predictor:
         members = self._members(featurize_arrays(counts, self.ctx))
         return members.mean(0) + pessimism * members.std(0) if pessimism else members.mean(0)
 
+    def layer_losses(self, archs: Sequence[Architecture]) -> np.ndarray:
+        """[n, L] the probe index's estimate of the log-perplexity each layer's cuts cost, per architecture: an
+        additive reading of the trees' strongest column, for a report to show where a model spends its loss."""
+        if self.index is None:
+            raise PrunesearchError("the predictor has no probe index (its context holds no measured loss tables, "
+                                   "or it was fitted with probe_index=False)")
+        return self.index.by_layer(featurize(archs, self.ctx), self.ctx.shape.num_layers)
+
     def _predict(self, X: np.ndarray) -> np.ndarray:
         return self._members(X).mean(0)
 

@@ -65,6 +65,15 @@ class ProbeIndex:
         """[n] index of the rows of the feature matrix ``X``."""
         return self.intercept + X[:, self.positions].astype(np.float64) @ self.weights
 
+    def by_layer(self, X: np.ndarray, num_layers: int) -> np.ndarray:
+        """[n, num_layers] the index's terms summed per layer (every column is one layer's, ``name[i]``): where the
+        pairs say each row loses its log-perplexity. The rows sum to ``transform(X) - intercept``."""
+        layers = np.array([int(column.rsplit("[", 1)[1].rstrip("]")) for column in self.columns], np.intp)
+        terms = X[:, self.positions].astype(np.float64) * self.weights
+        out = np.zeros((len(X), num_layers))
+        np.add.at(out, (slice(None), layers), terms)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {"columns": list(self.columns), "weights": self.weights.tolist(), "intercept": self.intercept}
 

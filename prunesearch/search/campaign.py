@@ -425,7 +425,7 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
         best_archs[budget] = pair.arch
     setup.seconds["campaign"] = time.perf_counter() - start
     quality = predictor_quality(setup)
-    report, rows = write_campaign_report(setup, seeds, best_archs, run_dir, quality, progress)
+    report, rows = write_campaign_report(setup, seeds, best_archs, run_dir, quality, progress, predictor)
     summary = {"campaign": config.campaign, "run_dir": str(run_dir), "fingerprint": setup.loaded.fingerprint,
                "pairs": len(setup.store.pairs(include_collapsed=True)), "best": best,
                "predictor": str(run_dir / "predictor"), "report": str(report), "seconds": setup.seconds,
@@ -488,8 +488,9 @@ def _metrics_markdown(quality: dict[str, Any]) -> str:
 
 def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architecture]],
                           best: dict[float, Architecture], run_dir: Path, quality: dict[str, Any],
-                          progress: bool = True) -> tuple[Path, list]:
-    """``report.md`` with the comparison on test text (when ``compare_tokens`` > 0), predictor quality and plots."""
+                          progress: bool = True, predictor: Predictor | None = None) -> tuple[Path, list]:
+    """``report.md`` with the comparison on test text (when ``compare_tokens`` > 0), predictor quality and plots
+    (with the final ``predictor``'s probe index, where each model spends its loss layer by layer)."""
     from prunesearch.search import plots
     from prunesearch.search.compare import HIGHEST_BUDGET, baselines_at, compare, greedy_beside
     from prunesearch.search.report import write_report
@@ -519,6 +520,11 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
             {"searched": (searched.record["removed"], searched.ppl)}, figures_dir / f"pareto-{tag}.png")
         figures[f"Per-layer allocation, budget {tag}%"] = plots.layer_heatmap(
             {"searched": arch, **heuristics}, figures_dir / f"layers-{tag}.png")
+        if (setup.config.objective == "ppl" and predictor is not None and predictor.index is not None
+                and predictor.index.columns):
+            drawn = {"searched": arch, **heuristics}
+            figures[f"Where each model loses, budget {tag}%"] = plots.layer_losses(
+                dict(zip(drawn, predictor.layer_losses(list(drawn.values())))), figures_dir / f"layer-losses-{tag}.png")
         if setup.config.compare_tokens > 0:
             models = {f"searched {tag}%": ("searched", arch)}
             if limits:

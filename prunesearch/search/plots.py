@@ -251,3 +251,28 @@ def learning_curve(points: Sequence[Mapping], path: str | Path, title: str = "Pr
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize="small", ncols=2)
     return _save(fig, path)
+
+
+def layer_losses(losses: Mapping[str, Sequence[float]], path: str | Path,
+                 title: str = "Where each model loses (calibrated probe index)") -> Path:
+    """One line per model: the log-perplexity each layer's cuts cost it, as the predictor's probe index estimates
+    (``Predictor.layer_losses``). The first model is drawn boldest; the legend gives each model's total."""
+    if not losses:
+        raise ValueError("layer_losses needs at least one model")
+    rows = {name: np.asarray(values, dtype=np.float64) for name, values in losses.items()}
+    if len({row.shape for row in rows.values()}) != 1 or next(iter(rows.values())).ndim != 1:
+        raise ValueError("layer_losses needs one value per layer, the same layers for every model")
+    layers = len(next(iter(rows.values())))
+    fig = _figure(max(6.0, 2.5 + 0.25 * layers), 4.2)
+    ax = fig.add_subplot()
+    for k, (name, row) in enumerate(rows.items()):
+        ax.plot(range(layers), row, marker="o", markersize=3 if k else 4, linewidth=2.2 if k == 0 else 1.1,
+                alpha=1 if k == 0 else 0.8, zorder=3 if k == 0 else 2, label=f"{name} (sum {row.sum():.2f})")
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xticks(range(0, layers, max(1, math.ceil(layers / 30))))
+    ax.set_xlabel("layer")
+    ax.set_ylabel("estimated log-ppl rise (nats)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", ncols=2)
+    return _save(fig, path)
