@@ -27,7 +27,8 @@ say that to the trees with XGBoost's ``interaction_constraints``, and one says i
 The last two variants are the project's ``Predictor`` itself, with and without the index it adopted in session 22
 (non-negative per-column weights, so it stays monotone), to check the product reproduces the bench's gain.
 
-And the predictor with 15 bootstrap members instead of 5 (a third of the search's queries per second). Same
+And the predictor with 15 bootstrap members instead of 5 (a third of the search's queries per second), on the bench's
+ensemble and on the project's ``Predictor`` with its index. Same
 ensemble otherwise (5 bootstrap members, the predictor's parameters and monotone constraints where not said), 5 folds,
 the fold seeds given; each also scored within the band among the pairs of one sampler at a time. Output:
 ``bench/results/interactions.json``.
@@ -102,6 +103,7 @@ def main() -> None:
         "calibrated probe index": with_index,
         "Predictor without the index": predictor_fit(pairs, ctx, probe_index=False),
         "Predictor (index adopted)": predictor_fit(pairs, ctx),
+        "Predictor (index), 15 members": predictor_fit(pairs, ctx, members=15),
     }
     unknown = set(args.variants or ()) - set(variants)
     if unknown:
