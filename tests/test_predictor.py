@@ -15,6 +15,7 @@ import torch
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.predictor.probe_index import ProbeIndex
+from prunesearch.predictor.model import MEMBERS
 from prunesearch.predictor import (
     FeatureContext,
     Predictor,
@@ -353,7 +354,7 @@ def test_save_load_roundtrip(fitted, archs, tmp_path):
 
 def test_ensemble_members_spread_where_nothing_was_measured(fitted, ctx, archs):
     """The members agree on what they were fitted on and disagree far from it: pessimism ranks by mean + k * std."""
-    assert len(fitted.boosters) == 5
+    assert len(fitted.boosters) == MEMBERS
 
     def spread(batch) -> np.ndarray:
         counts = np.stack([a.as_array() for a in batch])

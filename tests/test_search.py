@@ -205,7 +205,7 @@ def test_design_draws_both_kinds_of_pairs_for_every_budget():
 def tiny_config(tiny_dir: Path, **changes) -> CampaignConfig:
     settings = dict(model=str(tiny_dir), budgets=(0.2,), pairs=12, tokens=128, window=64, rounds=1, verify=2,
                     trials=64, population=16, compare_tokens=128, mlp_step=8, final_top=3, final_tokens=512,
-                    greedy_stages=2)
+                    greedy_stages=2, members=5)
     return CampaignConfig(**{**settings, **changes})
 
 
@@ -225,6 +225,7 @@ def test_campaign_writes_best_predictor_and_report(finished):
     assert "| searched 20%" in report and "figures/pareto-20.png" in report
     assert report.count("| 5-fold, all pairs |") == 1 and "| 5-fold, within ±2.5% of 20% |" in report
     assert (run_dir / "figures" / "layers-20.png").stat().st_size > 0
+    assert len(Predictor.load(run_dir / "predictor").boosters) == config.members == 5
     assert "figures/layer-losses-20.png" in report and (run_dir / "figures" / "layer-losses-20.png").stat().st_size > 0
     names = [row["name"] for row in summary["comparison"]]
     assert names[0] == "dense" and "greedy 20%" in names and "transact 20%" in names
@@ -368,6 +369,12 @@ def test_config_takes_a_refit_as_a_switch_or_a_spec_and_refuses_a_malformed_one(
     for bad in ({"damp": -1.0}, {"windows": 3}, "yes"):
         with pytest.raises(PrunesearchError, match="refit"):
             CampaignConfig(refit=bad)
+
+
+def test_config_refuses_an_empty_predictor_ensemble():
+    assert CampaignConfig().members == 15
+    with pytest.raises(PrunesearchError, match="'members' must be positive, got 0"):
+        CampaignConfig(members=0)
 
 
 def test_config_refuses_unknown_keys(tmp_path):

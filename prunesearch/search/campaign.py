@@ -260,7 +260,7 @@ def fit(setup: Setup, extra_meta: dict[str, Any] | None = None) -> Predictor:
             "fidelity": setup.fidelity.to_dict(), "calibration": asdict(setup.calibration), "n_train": len(y),
             "units": setup.config.units, "objective": setup.config.objective, "refit": _refit_meta(setup),
             **(extra_meta or {})}
-    return Predictor(setup.ctx).fit(archs, y, meta)
+    return Predictor(setup.ctx, members=setup.config.members).fit(archs, y, meta)
 
 
 def _refit_meta(setup: Setup) -> dict[str, Any] | None:
@@ -443,7 +443,7 @@ def out_of_fold(setup: Setup, folds: int = 5) -> tuple[np.ndarray, np.ndarray]:
     archs, y, _, _ = training_data(setup.store, setup.config.objective)
     predicted = np.empty_like(y)
     for train, test in KFold(folds, shuffle=True, random_state=setup.config.seed).split(y):
-        model = Predictor(setup.ctx).fit([archs[i] for i in train], y[train])
+        model = Predictor(setup.ctx, members=setup.config.members).fit([archs[i] for i in train], y[train])
         predicted[test] = model.predict([archs[i] for i in test])
     return y, predicted
 
@@ -460,9 +460,10 @@ def predictor_quality(setup: Setup) -> dict[str, Any]:
                                          for b in setup.config.budgets}}
     n_train = len(y) - max(1, round(0.3 * len(y)))
     sizes = sorted({n for n in (25, 50, 100, 150, 200, 300) if n < n_train} | {n_train})
-    quality["learning_curve"] = learning_curve(archs, y, removed, setup.ctx, budget, sizes)
+    members = setup.config.members
+    quality["learning_curve"] = learning_curve(archs, y, removed, setup.ctx, budget, sizes, members=members)
     if len(set(groups)) > 1:
-        quality["by_sampler"] = held_out_by_group(archs, y, removed, groups, setup.ctx, budget)
+        quality["by_sampler"] = held_out_by_group(archs, y, removed, groups, setup.ctx, budget, members=members)
     return quality
 
 

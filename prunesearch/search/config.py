@@ -9,6 +9,7 @@ from typing import Any
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate.store import Fidelity
+from prunesearch.predictor.model import MEMBERS
 from prunesearch.pruners.priors import UNIT_METHODS
 from prunesearch.pruners.refit import RefitSpec
 from prunesearch.pruners.sensitivity import probe_spec
@@ -27,7 +28,8 @@ class CampaignConfig:
     ``window``, ``data``: the search-time fidelity (validation text only); ``rounds`` of search, each verifying
     ``verify`` new candidates per budget by real measurement; ``trials``: predictor queries per search,
     ``population`` its generation size, ``sampler`` its engine (``evolution``, or an Optuna sampler: ``nsga2``, ``tpe``,
-    ``random``), ``pessimism`` the weight of the predictor ensemble's spread added to its mean (0: the mean alone).
+    ``random``), ``pessimism`` the weight of the predictor ensemble's spread added to its mean (0: the mean alone),
+    ``members`` the ensemble's size (every fit, the report's held-out checks included, trains that many boosters).
     ``units``: whose scores choose which heads, dims and channels a searched width keeps (TransAct's activation
     norms pick markedly better units than the weight-scaled activation score: ppl 98.9 vs 111.3 for the same
     20% counts on SmolLM2 validation text). ``refine_steps``: with TransAct units, the ``refine_top`` best measured
@@ -67,6 +69,7 @@ class CampaignConfig:
     population: int = 256
     sampler: str = "evolution"
     pessimism: float = 1.0
+    members: int = MEMBERS
     seed: int = 0
     mlp_step: int = MLP_STEP
     slack: float = 0.005
@@ -97,8 +100,8 @@ class CampaignConfig:
     def __post_init__(self) -> None:
         if not self.budgets:
             raise PrunesearchError("a campaign needs at least one budget")
-        for name in ("pairs", "tokens", "window", "trials", "population", "mlp_step", "heartbeat", "final_tokens",
-                     "greedy_stages"):
+        for name in ("pairs", "tokens", "window", "trials", "population", "members", "mlp_step", "heartbeat",
+                     "final_tokens", "greedy_stages"):
             if getattr(self, name) < 1:
                 raise PrunesearchError(f"campaign setting '{name}' must be positive, got {getattr(self, name)}")
         if self.objective not in OBJECTIVES:
