@@ -6,9 +6,9 @@ The campaign's finalists at 20% lie within ~2% of each other on validation text,
 order. This asks whether the winner's neighbourhood holds better models the predictor can point to: from the
 winner, every budget-neutral MLP move (one grid step of channels from layer a to layer b) is scored by the run's
 predictor, the ``--per-round`` best are measured on the finalists' validation text (8,192 tokens of PTB-valid +
-wiki-valid), and the best measured move is taken if it beats the incumbent. A control round measures as many
-random moves. Both the start and the end are then read on the first 4,096 tokens of each test split, text the
-polish never saw. Output: ``bench/results/polish-<budget>.json``.
+wiki-valid), and the best measured move is taken if it beats the incumbent (``--random``: the measured moves are
+drawn at random instead, a control). The start and the end are then read on the first 4,096 tokens of each test
+split, text the polish never saw. Output: ``bench/results/polish-<budget>.json``.
 """
 
 from __future__ import annotations
