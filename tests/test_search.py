@@ -375,6 +375,11 @@ def test_config_refuses_an_empty_predictor_ensemble():
     assert CampaignConfig().members == 15
     with pytest.raises(PrunesearchError, match="'members' must be positive, got 0"):
         CampaignConfig(members=0)
+    for setting, bad, kind in (("members", 2.5, "a whole number"), ("pairs", "ten", "a whole number"),
+                               ("pessimism", True, "a number"), ("max_kv", "0.5", "a number")):
+        with pytest.raises(PrunesearchError, match=f"'{setting}' must be {kind}, got {bad!r}"):
+            CampaignConfig(**{setting: bad})
+    assert CampaignConfig(max_kv=None, pessimism=1, task_limit=None).pessimism == 1
 
 
 def test_config_refuses_unknown_keys(tmp_path):

@@ -18,6 +18,9 @@ from prunesearch.space import Limits, Workload
 from prunesearch.space.search_space import MLP_STEP
 
 OBJECTIVES = ("ppl", "accuracy")
+_NUMBER_TYPES = {"int": (int,), "int | None": (int,), "float": (int, float), "float | None": (int, float)}
+"""Settings checked by type before their ranges: a TOML ``members = 2.5`` or ``pairs = "ten"`` is refused up front,
+not after an hour of measured pairs."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,12 @@ class CampaignConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value, kinds = getattr(self, f.name), _NUMBER_TYPES.get(str(f.type))
+            if kinds and not (value is None and "None" in str(f.type)) and (
+                    isinstance(value, bool) or not isinstance(value, kinds)):
+                kind = "a whole number" if kinds == (int,) else "a number"
+                raise PrunesearchError(f"campaign setting '{f.name}' must be {kind}, got {value!r}")
         if not self.budgets:
             raise PrunesearchError("a campaign needs at least one budget")
         for name in ("pairs", "tokens", "window", "trials", "population", "members", "mlp_step", "heartbeat",
