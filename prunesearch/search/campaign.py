@@ -519,11 +519,10 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
             [(p.record["removed"], p.ppl) for p in pairs],
             {n: (p.record["removed"], p.ppl) for n, p in baselines.items()},
             {"searched": (searched.record["removed"], searched.ppl)}, figures_dir / f"pareto-{tag}.png")
-        figures[f"Per-layer allocation, budget {tag}%"] = plots.layer_heatmap(
-            {"searched": arch, **heuristics}, figures_dir / f"layers-{tag}.png")
+        drawn = {"searched": arch, **heuristics}
+        figures[f"Per-layer allocation, budget {tag}%"] = plots.layer_heatmap(drawn, figures_dir / f"layers-{tag}.png")
         if (setup.config.objective == "ppl" and predictor is not None and predictor.index is not None
                 and predictor.index.columns):
-            drawn = {"searched": arch, **heuristics}
             figures[f"Where each model loses, budget {tag}%"] = plots.layer_losses(
                 dict(zip(drawn, predictor.layer_losses(list(drawn.values())))), figures_dir / f"layer-losses-{tag}.png")
         if setup.config.compare_tokens > 0:
