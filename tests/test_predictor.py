@@ -26,6 +26,7 @@ from prunesearch.predictor import (
     kendall_tau,
     learning_curve,
     monotone_signs,
+    out_of_fold,
     precision_at_top,
     rank_report,
     spearman,
@@ -438,6 +439,11 @@ def test_validation_reports(ctx, archs, target):
     report = cross_validate(archs, y, removed, ctx, budget=0.25, folds=3, **FAST)
     assert report["all"]["n"] == 120 and report["band"]["n"] == int((np.abs(removed - 0.25) <= 0.025).sum())
     assert report["all"]["kendall_tau"] > 0.3
+    wide = cross_validate(archs, y, removed, ctx, budget=0.25, folds=3, band=0.05, **FAST)
+    assert wide["band"]["n"] == int((np.abs(removed - 0.25) <= 0.05).sum()) > report["band"]["n"]
+    held_out = out_of_fold(archs, y, ctx, folds=3, **FAST)
+    in_sample = Predictor(ctx, **FAST).fit(archs, y).predict(archs)
+    assert np.abs(held_out - y).mean() > np.abs(in_sample - y).mean(), "each pair predicted by a fit without it"
     curve = learning_curve(archs, y, removed, ctx, 0.25, sizes=[20, 80], test_frac=0.25, **FAST)
     assert [c["n_train"] for c in curve] == [20, 80] and all(c["all"]["n"] == 30 for c in curve)
     with pytest.raises(ValueError, match="exceed"):

@@ -4,7 +4,7 @@ from prunesearch.predictor.context import FeatureContext
 from prunesearch.predictor.features import feature_names, featurize, monotone_signs
 from prunesearch.predictor.metrics import kendall_tau, precision_at_top, rank_report, spearman
 from prunesearch.predictor.model import Predictor
-from prunesearch.predictor.validation import cross_validate, held_out_by_group, learning_curve
+from prunesearch.predictor.validation import cross_validate, held_out_by_group, learning_curve, out_of_fold
 
 __all__ = [
     "FeatureContext",
@@ -16,6 +16,7 @@ __all__ = [
     "kendall_tau",
     "learning_curve",
     "monotone_signs",
+    "out_of_fold",
     "precision_at_top",
     "rank_report",
     "spearman",

@@ -24,14 +24,21 @@ def _fit_predict(ctx: FeatureContext, archs: Sequence[Architecture], y: np.ndarr
     return predictor.predict([archs[i] for i in test])
 
 
-def cross_validate(archs: Sequence[Architecture], y: Sequence[float], removed: Sequence[float], ctx: FeatureContext,
-                   budget: float | None, folds: int = 5, seed: int = 0, **xgb_params: Any) -> dict:
-    """``rank_report`` of out-of-fold predictions: every architecture predicted by a model that never saw it."""
+def out_of_fold(archs: Sequence[Architecture], y: Sequence[float], ctx: FeatureContext, folds: int = 5,
+                seed: int = 0, **xgb_params: Any) -> np.ndarray:
+    """Every architecture's prediction by a fit on the other folds, one that never saw it."""
     y = np.asarray(y, dtype=np.float64)
     predicted = np.empty_like(y)
     for train, test in KFold(folds, shuffle=True, random_state=seed).split(y):
         predicted[test] = _fit_predict(ctx, archs, y, train, test, xgb_params)
-    return rank_report(y, predicted, removed, budget)
+    return predicted
+
+
+def cross_validate(archs: Sequence[Architecture], y: Sequence[float], removed: Sequence[float], ctx: FeatureContext,
+                   budget: float | None, folds: int = 5, seed: int = 0, band: float = 0.025,
+                   **xgb_params: Any) -> dict:
+    """``rank_report`` of ``out_of_fold`` predictions, over all pairs and within ``band`` of the budget."""
+    return rank_report(y, out_of_fold(archs, y, ctx, folds, seed, **xgb_params), removed, budget, band)
 
 
 def learning_curve(archs: Sequence[Architecture], y: Sequence[float], removed: Sequence[float], ctx: FeatureContext,

@@ -436,31 +436,19 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
     return summary
 
 
-def out_of_fold(setup: Setup, folds: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """Measured and out-of-fold predicted log-ppl of every pair (each predicted by a fit that never saw it)."""
-    from sklearn.model_selection import KFold
-
-    archs, y, _, _ = training_data(setup.store, setup.config.objective)
-    predicted = np.empty_like(y)
-    for train, test in KFold(folds, shuffle=True, random_state=setup.config.seed).split(y):
-        model = Predictor(setup.ctx, members=setup.config.members).fit([archs[i] for i in train], y[train])
-        predicted[test] = model.predict([archs[i] for i in test])
-    return y, predicted
-
-
 def predictor_quality(setup: Setup) -> dict[str, Any]:
     """Held-out rank metrics (k-fold, per budget band), learning curve, and transfer across samplers."""
-    from prunesearch.predictor import held_out_by_group, learning_curve, rank_report
+    from prunesearch.predictor import held_out_by_group, learning_curve, out_of_fold, rank_report
 
     archs, y, removed, groups = training_data(setup.store, setup.config.objective)
-    _, predicted = out_of_fold(setup)
+    members = setup.config.members
+    predicted = out_of_fold(archs, y, setup.ctx, seed=setup.config.seed, members=members)
     budget = setup.config.budgets[0]
     quality: dict[str, Any] = {"predicted": predicted.tolist(), "real": y.tolist(), "groups": groups,
                                "kfold": {str(b): rank_report(y, predicted, removed, b, setup.config.band)
                                          for b in setup.config.budgets}}
     n_train = len(y) - max(1, round(0.3 * len(y)))
     sizes = sorted({n for n in (25, 50, 100, 150, 200, 300) if n < n_train} | {n_train})
-    members = setup.config.members
     quality["learning_curve"] = learning_curve(archs, y, removed, setup.ctx, budget, sizes, members=members)
     if len(set(groups)) > 1:
         quality["by_sampler"] = held_out_by_group(archs, y, removed, groups, setup.ctx, budget, members=members)
