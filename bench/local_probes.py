@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -100,7 +99,7 @@ def main() -> None:
     from prunesearch.data import calibration_windows, token_ids
     from prunesearch.predictor.context import FeatureContext
     from prunesearch.pruners.greedy import greedy_reference
-    from runs import out_of_fold, predictor_fit, run_model, run_pairs
+    from runs import run_model, run_pairs, score_contexts
 
     pairs = run_pairs(args.run)
     m = run_model(pairs)
@@ -117,10 +116,8 @@ def main() -> None:
         tables.update({f"{tag}/mlp": mlp, f"{tag}/kv": attn})
         results[f"probe seconds {tag}"] = time.perf_counter() - start
     local = FeatureContext(ctx.shape, {**ctx.tables, **tables}, ctx.block)
-    for name, context in (("the run's features", ctx), ("with the local probes", local)):
-        results[name] = out_of_fold(pairs, predictor_fit(pairs, context, members=args.members), tuple(args.seeds))
-        print(name, json.dumps(results[name]), flush=True)
-        out.write_text(json.dumps(results, indent=1) + "\n")
+    contexts = {"the run's features": ctx, "with the local probes": local}
+    score_contexts(pairs, contexts, tuple(args.seeds), args.members, results, out)
 
 
 if __name__ == "__main__":

@@ -169,6 +169,16 @@ def matrix_fit(X: np.ndarray, y: np.ndarray, members: int | None = None, margin:
     return fit_predict
 
 
+def score_contexts(pairs: RunPairs, contexts: dict[str, Any], seeds: tuple[int, ...], members: int,
+                   results: dict[str, Any], out: Path) -> None:
+    """The project's predictor scored ``out_of_fold`` on each named feature context, into ``results``, which is
+    written to ``out`` after each (a long bench keeps what it has measured)."""
+    for name, context in contexts.items():
+        results[name] = out_of_fold(pairs, predictor_fit(pairs, context, members=members), seeds)
+        print(name, json.dumps(results[name]), flush=True)
+        out.write_text(json.dumps(results, indent=1) + "\n")
+
+
 def predictor_fit(pairs: RunPairs, ctx: Any, members: int = 5,
                   **kwargs: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``fit_predict`` for ``out_of_fold``: the project's predictor on feature context ``ctx`` (``kwargs`` go to

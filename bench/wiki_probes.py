@@ -13,7 +13,6 @@ and the predictor is scored out of fold on the run's pairs (5 folds per fold see
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +33,7 @@ def main() -> None:
     from prunesearch.predictor.context import FeatureContext
     from prunesearch.pruners.greedy import greedy_reference
     from prunesearch.pruners.sensitivity import probe, probe_spec
-    from runs import out_of_fold, predictor_fit, run_model, run_pairs
+    from runs import run_model, run_pairs, score_contexts
 
     pairs = run_pairs(args.run)
     m = run_model(pairs)
@@ -48,7 +47,8 @@ def main() -> None:
     results: dict = {"run": str(args.run), "pairs": len(pairs.y), "seeds": args.seeds, "members": args.members,
                      "windows": [args.count, spec.length]}
     tables, block = {}, {}
-    bases = {"wiki": None, **{f"wiki{round(b * 100)}": greedy_at(b, config["greedy_stages"]) for b in config["budgets"]}}
+    bases = {"wiki": None}
+    bases.update({f"wiki{round(b * 100)}": greedy_at(b, config["greedy_stages"]) for b in config["budgets"]})
     for name, base in bases.items():
         start = time.perf_counter()
         probed = probe(m.loaded.model, m.scores, windows, spec, progress=False, base=base)
@@ -57,10 +57,8 @@ def main() -> None:
         results[f"probe seconds {name}"] = time.perf_counter() - start
         print(name, results[f"probe seconds {name}"], flush=True)
     wiki = FeatureContext(ctx.shape, {**ctx.tables, **tables}, {**ctx.block, **block})
-    for name, context in (("the run's features", ctx), ("with the wiki probes", wiki)):
-        results[name] = out_of_fold(pairs, predictor_fit(pairs, context, members=args.members), tuple(args.seeds))
-        print(name, json.dumps(results[name]), flush=True)
-        out.write_text(json.dumps(results, indent=1) + "\n")
+    contexts = {"the run's features": ctx, "with the wiki probes": wiki}
+    score_contexts(pairs, contexts, tuple(args.seeds), args.members, results, out)
 
 
 if __name__ == "__main__":
