@@ -275,6 +275,10 @@ def test_the_predictor_fits_a_probe_index_on_the_loss_columns(fitted, probed, ar
     assert (index.weights >= 0).all()
     assert kendall_tau(target[200:], index.transform(featurize(archs[200:], probed))) > 0.2
     assert Predictor(probed, probe_index=False, **FAST).fit(archs[:50], target[:50]).index is None
+    tables = index.weights_by_table(SHAPE.num_layers + 1)
+    assert list(tables) == ["sensitivity/mlp"]
+    np.testing.assert_array_equal(tables["sensitivity/mlp"][:-1], index.weights)
+    assert np.isnan(tables["sensitivity/mlp"][-1]), "a layer without a column is nan, not a zero weight"
 
 
 def test_layer_losses_split_the_probe_index_by_layer(fitted, probed, archs, target):
@@ -444,10 +448,15 @@ def test_validation_reports(ctx, archs, target):
     held_out = out_of_fold(archs, y, ctx, folds=3, **FAST)
     in_sample = Predictor(ctx, **FAST).fit(archs, y).predict(archs)
     assert np.abs(held_out - y).mean() > np.abs(in_sample - y).mean(), "each pair predicted by a fit without it"
-    curve = learning_curve(archs, y, removed, ctx, 0.25, sizes=[20, 80], test_frac=0.25, **FAST)
-    assert [c["n_train"] for c in curve] == [20, 80] and all(c["all"]["n"] == 30 for c in curve)
-    with pytest.raises(ValueError, match="exceed"):
-        learning_curve(archs, y, removed, ctx, 0.25, sizes=[100], test_frac=0.25)
+    curve = learning_curve(archs, y, removed, ctx, [0.25, 0.3], sizes=[20, 80], folds=3, n_jobs=2, **FAST)
+    assert [c["n_train"] for c in curve] == [20, 80] and all(c["all"]["n"] == 120 for c in curve)
+    assert [b["budget"] for b in curve[0]["bands"]] == [0.25, 0.3]
+    assert curve[0]["bands"][0]["n"] == report["band"]["n"], "every band pair is scored at every size"
+    small, large = (out_of_fold(archs, y, ctx, folds=3, n_train=n, **FAST) for n in (20, 80))
+    assert np.abs(small - y).mean() > np.abs(large - y).mean(), "fits on fewer pairs predict worse"
+    assert np.array_equal(out_of_fold(archs, y, ctx, folds=3, n_train=80, n_jobs=2, **FAST), large)
+    with pytest.raises(ValueError, match="trains on 1 to 80"):
+        learning_curve(archs, y, removed, ctx, [0.25], sizes=[81], folds=3)
     groups = ["random", "prior", "search"] * 40
     by_group = held_out_by_group(archs, y, removed, groups, ctx, 0.25, **FAST)
     assert set(by_group) == {"random", "prior", "search"} and by_group["prior"]["all"]["n"] == 40

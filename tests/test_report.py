@@ -105,14 +105,25 @@ def test_layer_losses_writes_png_and_refuses_ragged_input(tmp_path):
         plots.layer_losses({"a": [0.1, 0.2], "b": [0.1]}, tmp_path / "x.png")
 
 
+def test_index_weights_writes_png_and_refuses_ragged_input(tmp_path):
+    tables = {"sensitivity/mlp": [0.0, 0.3, 0.1], "block:sensitivity": [np.nan, 0.2, 0.05]}
+    assert_png(plots.index_weights(tables, tmp_path / "weights.png"), (6.0, 2.2))
+    with pytest.raises(ValueError, match="same layers"):
+        plots.index_weights({"a": [0.1, 0.2], "b": [0.1]}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="at least one"):
+        plots.index_weights({}, tmp_path / "x.png")
+
+
 def test_learning_curve_writes_png(tmp_path):
-    points = [
-        {"n": n, "all": {"kendall_tau": t, "spearman": t + 0.1, "precision_at_top": t - 0.1},
-         "band": {"kendall_tau": t - 0.1, "spearman": t, "precision_at_top": t - 0.2}}
-        for n, t in ((400, 0.8), (100, 0.6), (200, 0.7))
-    ]
-    points.append({"n": 800, "all": {"kendall_tau": 0.88, "spearman": 0.97, "precision_at_top": 0.75}})
-    assert_png(plots.learning_curve(points, tmp_path / "curve.png"), (7, 4.8))
+    def metrics(t: float) -> dict:
+        return {"kendall_tau": t, "spearman": t + 0.1, "precision_at_top": t - 0.1}
+
+    points = [{"n": n, "all": metrics(t), "bands": [{**metrics(t - 0.1), "budget": 0.2, "band": 0.025},
+                                                  {**metrics(t - 0.05), "budget": 0.3, "band": 0.025}]}
+              for n, t in ((400, 0.8), (100, 0.6), (200, 0.7))]
+    points.append({"n": 25, "all": metrics(0.5), "bands": [{"n": 1, "kendall_tau": None, "spearman": None,
+                                                            "precision_at_top": None, "budget": 0.2, "band": 0.025}]})
+    assert_png(plots.learning_curve(points, tmp_path / "curve.png"), (12, 4.2))
 
 
 def hand_rows() -> list[Row]:

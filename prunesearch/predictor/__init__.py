@@ -4,12 +4,19 @@ from prunesearch.predictor.context import FeatureContext
 from prunesearch.predictor.features import feature_names, featurize, monotone_signs
 from prunesearch.predictor.metrics import kendall_tau, precision_at_top, rank_report, spearman
 from prunesearch.predictor.model import Predictor
-from prunesearch.predictor.validation import cross_validate, held_out_by_group, learning_curve, out_of_fold
+from prunesearch.predictor.validation import (
+    cross_validate,
+    curve_point,
+    held_out_by_group,
+    learning_curve,
+    out_of_fold,
+)
 
 __all__ = [
     "FeatureContext",
     "Predictor",
     "cross_validate",
+    "curve_point",
     "feature_names",
     "featurize",
     "held_out_by_group",

@@ -74,6 +74,16 @@ class ProbeIndex:
         np.add.at(out, (slice(None), layers), terms)
         return out
 
+    def weights_by_table(self, num_layers: int) -> dict[str, np.ndarray]:
+        """Per probe table (``sensitivity/mlp``, ``probed20/kv``, ``block:sensitivity``, ...), the weight the pairs
+        gave each layer's column ([num_layers], nan where the table has no column for a layer): which measured
+        losses the pairs trust, layer by layer (1 would take a probe at its word, 0 ignores it)."""
+        out: dict[str, np.ndarray] = {}
+        for column, weight in zip(self.columns, self.weights):
+            table, layer = column.rsplit("[", 1)
+            out.setdefault(table, np.full(num_layers, np.nan))[int(layer.rstrip("]"))] = weight
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {"columns": list(self.columns), "weights": self.weights.tolist(), "intercept": self.intercept}
 

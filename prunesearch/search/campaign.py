@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,10 @@ from prunesearch.search.report import rows_to_json
 from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, space_for
 
 RANDOM, PRIOR, SEARCH, REFINED = "random", "prior", "search", "refined"
+FOLDS = 5
+CURVE_SIZES = (25, 50, 100, 150, 200, 300)
+"""Training-set sizes of the report's learning curve (those below a fold's training set), and its last point: the
+k-fold figures themselves."""
 
 
 def feature_context(priors: Priors, sens: Sensitivity, shape: ModelShape,
@@ -437,41 +442,54 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
 
 
 def predictor_quality(setup: Setup) -> dict[str, Any]:
-    """Held-out rank metrics (k-fold, per budget band), learning curve, and transfer across samplers."""
-    from prunesearch.predictor import held_out_by_group, learning_curve, out_of_fold, rank_report
+    """Held-out rank metrics (k-fold, per budget band), learning curve on the same folds, and transfer across
+    samplers. Folds fit in parallel, one per core."""
+    from prunesearch.predictor import curve_point, held_out_by_group, learning_curve, out_of_fold, rank_report
 
     archs, y, removed, groups = training_data(setup.store, setup.config.objective)
-    members = setup.config.members
-    predicted = out_of_fold(archs, y, setup.ctx, seed=setup.config.seed, members=members)
-    budget = setup.config.budgets[0]
+    members, seed, budgets, band = setup.config.members, setup.config.seed, setup.config.budgets, setup.config.band
+    jobs = min(FOLDS, os.cpu_count() or 1)
+    predicted = out_of_fold(archs, y, setup.ctx, FOLDS, seed, n_jobs=jobs, members=members)
     quality: dict[str, Any] = {"predicted": predicted.tolist(), "real": y.tolist(), "groups": groups,
-                               "kfold": {str(b): rank_report(y, predicted, removed, b, setup.config.band)
-                                         for b in setup.config.budgets}}
-    n_train = len(y) - max(1, round(0.3 * len(y)))
-    sizes = sorted({n for n in (25, 50, 100, 150, 200, 300) if n < n_train} | {n_train})
-    quality["learning_curve"] = learning_curve(archs, y, removed, setup.ctx, budget, sizes, members=members)
+                               "kfold": {str(b): rank_report(y, predicted, removed, b, band) for b in budgets}}
+    n_train = len(y) - math.ceil(len(y) / FOLDS)
+    sizes = [n for n in CURVE_SIZES if n < n_train]
+    quality["learning_curve"] = [
+        *learning_curve(archs, y, removed, setup.ctx, budgets, sizes, FOLDS, seed, band, jobs, members=members),
+        curve_point(n_train, y, predicted, removed, budgets, band)]
     if len(set(groups)) > 1:
-        quality["by_sampler"] = held_out_by_group(archs, y, removed, groups, setup.ctx, budget, members=members)
+        quality["by_sampler"] = held_out_by_group(archs, y, removed, groups, setup.ctx, budgets[0], jobs,
+                                                  members=members)
     return quality
 
 
 def _metrics_markdown(quality: dict[str, Any]) -> str:
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+
     def line(name: str, m: dict) -> str:
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        return (f"| {name} | {m['n']} | {fmt(m['kendall_tau'])} | {fmt(m['spearman'])} | "
-                f"{fmt(m['precision_at_top'])} |")
+        return f"| {name} | {m['n']} | {fmt(m['kendall_tau'])} | {fmt(m['spearman'])} | {fmt(m['precision_at_top'])} |"
 
     def band(report: dict) -> str:
         return f"within ±{report['band']:.1%} of {report['budget']:.0%}"
 
     rows = ["| held-out set | n | Kendall tau | Spearman | precision top 10% |", "|---|---|---|---|---|"]
     reports = list(quality["kfold"].values())
-    rows.append(line("5-fold, all pairs", reports[0]["all"]))
-    rows.extend(line(f"5-fold, {band(report['band'])}", report["band"]) for report in reports)
-    for point in quality["learning_curve"]:
-        rows.append(line(f"trained on {point['n_train']}, {band(point['band'])}", point["band"]))
+    rows.append(line(f"{FOLDS}-fold, all pairs", reports[0]["all"]))
+    rows.extend(line(f"{FOLDS}-fold, {band(report['band'])}", report["band"]) for report in reports)
     for group, report in quality.get("by_sampler", {}).items():
         rows.append(line(f"held out: {group} (trained on the others)", report["all"]))
+    curve = quality["learning_curve"]
+    bands = [band(report) for report in curve[-1]["bands"]]
+    rows += ["", f"Learning curve: the same {FOLDS} folds, each fit trained on a random subset of its folds' pairs "
+                 "(every pair scored at every size; the last row is the k-fold above).", "",
+             "| training pairs per fit | Kendall tau, all | " + " | ".join(f"Kendall tau {b}" for b in bands)
+             + " | " + " | ".join(f"precision top 10% {b}" for b in bands) + " |",
+             "|---" * (2 + 2 * len(bands)) + "|"]
+    for point in curve:
+        taus = [fmt(r["kendall_tau"]) for r in point["bands"]]
+        precisions = [fmt(r["precision_at_top"]) for r in point["bands"]]
+        rows.append(f"| {point['n_train']} | {fmt(point['all']['kendall_tau'])} | " + " | ".join(taus + precisions)
+                    + " |")
     return "\n".join(rows)
 
 
@@ -491,9 +509,14 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
         "Predicted vs measured (out-of-fold)": plots.predicted_vs_real(
             *shown, quality["groups"], figures_dir / "predicted_vs_real.png", quantity=setup.config.objective),
         "Learning curve": plots.learning_curve(
-            [{"n": p["n_train"], "all": p["all"], "band": p["band"]} for p in quality["learning_curve"]],
+            [{"n": p["n_train"], "all": p["all"], "bands": p["bands"]} for p in quality["learning_curve"]],
             figures_dir / "learning_curve.png"),
     }
+    indexed = (setup.config.objective == "ppl" and predictor is not None and predictor.index is not None
+               and bool(predictor.index.columns))
+    if indexed:
+        figures["Which probes the pairs trust"] = plots.index_weights(
+            predictor.index.weights_by_table(predictor.ctx.shape.num_layers), figures_dir / "index_weights.png")
     pairs = setup.store.pairs()
     rows: list = []
     limits, unmet = setup.limits, {}
@@ -509,8 +532,7 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
             {"searched": (searched.record["removed"], searched.ppl)}, figures_dir / f"pareto-{tag}.png")
         drawn = {"searched": arch, **heuristics}
         figures[f"Per-layer allocation, budget {tag}%"] = plots.layer_heatmap(drawn, figures_dir / f"layers-{tag}.png")
-        if (setup.config.objective == "ppl" and predictor is not None and predictor.index is not None
-                and predictor.index.columns):
+        if indexed:
             figures[f"Where each model loses, budget {tag}%"] = plots.layer_losses(
                 dict(zip(drawn, predictor.layer_losses(list(drawn.values())))), figures_dir / f"layer-losses-{tag}.png")
         if setup.config.compare_tokens > 0:

@@ -23,12 +23,7 @@ from prunesearch.space.architecture import Architecture
 
 DPI = 120
 GROUP_COLORS = {"random": "tab:gray", "prior": "tab:blue", "search": "tab:red"}
-METRICS = {
-    "kendall_tau": ("Kendall tau", "tab:blue"),
-    "spearman": ("Spearman", "tab:green"),
-    "precision_at_top": ("precision@top", "tab:orange"),
-}
-VARIANTS = {"all": "-", "band": "--"}
+METRICS = {"kendall_tau": "Kendall tau", "spearman": "Spearman", "precision_at_top": "precision of the top 10%"}
 TAU_TARGET, PRECISION_TARGET = 0.85, 0.7
 
 
@@ -225,31 +220,39 @@ def layer_heatmap(archs: Mapping[str, Architecture], path: str | Path, title: st
 
 
 def learning_curve(points: Sequence[Mapping], path: str | Path, title: str = "Predictor learning curve") -> Path:
-    """Rank agreement of the predictor against the number of training pairs, with the targets it must reach.
+    """Rank agreement of the predictor against the number of training pairs, one panel per metric, with the targets
+    it must reach.
 
-    Each point is ``{"n": pairs, "all": {metric: value}, "band": {...}}``; ``band`` (pairs inside the searched
-    budget band) is optional. Solid lines are ``all``, dashed ``band``.
+    Each point is ``{"n": pairs, "all": {metric: value}, "bands": [{metric: value, "budget": b, "band": w}, ...]}``
+    (``bands``: the pairs within ``w`` of each searched budget, optional). Solid lines are all pairs, dashed ones a
+    band; a metric that is None at a point (too few pairs) is left out there.
     """
     ordered = sorted(points, key=lambda p: p["n"])
-    fig = _figure(7, 4.8)
-    ax = fig.add_subplot()
-    for variant, style in VARIANTS.items():
-        for metric, (label, color) in METRICS.items():
-            pts = [(p["n"], p[variant][metric]) for p in ordered
-                   if isinstance(p.get(variant), Mapping) and p[variant].get(metric) is not None]
-            if pts:
-                ax.plot(*zip(*pts), linestyle=style, marker="o", markersize=4, color=color,
-                        label=f"{label} ({variant})")
-    ax.axhline(TAU_TARGET, color=METRICS["kendall_tau"][1], linestyle=":", linewidth=1,
-               label=f"tau target {TAU_TARGET}")
-    ax.axhline(PRECISION_TARGET, color=METRICS["precision_at_top"][1], linestyle=":", linewidth=1,
-               label=f"precision target {PRECISION_TARGET}")
-    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
-    ax.set_xlabel("training pairs")
-    ax.set_ylabel("agreement with measured ppl")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small", ncols=2)
+    fig = _figure(12, 4.2)
+    axes = fig.subplots(1, len(METRICS), sharex=True)
+    targets = {"kendall_tau": TAU_TARGET, "precision_at_top": PRECISION_TARGET}
+    lines: dict[str, list[tuple[float, Mapping]]] = {"all pairs": [(p["n"], p["all"]) for p in ordered if "all" in p]}
+    for p in ordered:
+        for report in p.get("bands", ()):
+            lines.setdefault(f"within ±{report['band']:.1%} of {report['budget']:.0%}", []).append((p["n"], report))
+    for ax, (metric, label) in zip(axes, METRICS.items()):
+        for k, (name, pts) in enumerate(lines.items()):
+            xy = [(n, report[metric]) for n, report in pts if report.get(metric) is not None]
+            if xy:
+                ax.plot(*zip(*xy), linestyle="-" if k == 0 else "--", marker="o", markersize=4, color=f"C{k}",
+                        label=name)
+        if metric in targets:
+            target = ax.axhline(targets[metric], color="black", linestyle=":", linewidth=1,
+                                label=f"target {targets[metric]}")
+            if ax is not axes[0]:
+                ax.legend(handles=[target], loc="lower right", fontsize="small")
+        ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
+        ax.set_xlabel("training pairs per fit")
+        ax.set_title(label, fontsize="medium")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("agreement with measured ppl (held out)")
+    axes[0].legend(loc="lower right", fontsize="small")
+    fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -275,4 +278,30 @@ def layer_losses(losses: Mapping[str, Sequence[float]], path: str | Path,
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", ncols=2)
+    return _save(fig, path)
+
+
+def index_weights(tables: Mapping[str, Sequence[float]], path: str | Path,
+                  title: str = "Which probes the pairs trust (calibrated probe index)") -> Path:
+    """One row per probe table, one column per layer: the weight the probe index fitted to that layer's measured
+    loss rise (``ProbeIndex.weights_by_table``). Nan (no such column) is a gray cell."""
+    if not tables:
+        raise ValueError("index_weights needs at least one probe table")
+    names = list(tables)
+    rows = [np.asarray(tables[n], dtype=np.float64) for n in names]
+    if len({row.shape for row in rows}) != 1 or rows[0].ndim != 1:
+        raise ValueError("index_weights needs one value per layer, the same layers for every table")
+    grid = np.vstack(rows)
+    layers = grid.shape[1]
+    fig = _figure(max(6.0, 3.0 + 0.28 * layers), 1.6 + 0.3 * len(names))
+    ax = fig.add_subplot()
+    finite = grid[np.isfinite(grid)]
+    norm = Normalize(0, max(1e-9, float(finite.max())) if finite.size else 1.0)
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=colormaps["magma_r"].with_extremes(bad="lightgray"),
+                      norm=norm, aspect="auto", interpolation="nearest")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xticks(range(0, layers, max(1, math.ceil(layers / 30))))
+    ax.set_xlabel("layer")
+    fig.colorbar(image, ax=ax, label="weight on the probe's measured loss rise", shrink=0.9)
+    ax.set_title(title)
     return _save(fig, path)
