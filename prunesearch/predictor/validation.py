@@ -37,8 +37,8 @@ def _fit_predict_all(ctx: FeatureContext, archs: Sequence[Architecture], y: np.n
 def out_of_fold(archs: Sequence[Architecture], y: Sequence[float], ctx: FeatureContext, folds: int = 5,
                 seed: int = 0, n_train: int | None = None, n_jobs: int = 1, **xgb_params: Any) -> np.ndarray:
     """Every architecture's prediction by a fit on the other folds, one that never saw it. With ``n_train``, each
-    fold's fit sees only that many of the other folds' pairs (a seeded random subset): the same estimate at a
-    smaller training set. ``n_jobs`` folds fit at once."""
+    fold's fit sees only that many of the other folds' pairs: the first ``n_train`` of one permutation per fold drawn
+    with ``seed``, so a smaller subset is part of every larger one. ``n_jobs`` folds fit at once."""
     y = np.asarray(y, dtype=np.float64)
     splits = list(KFold(folds, shuffle=True, random_state=seed).split(y))
     smallest = min(len(train) for train, _ in splits)
