@@ -107,7 +107,7 @@ def test_layer_losses_writes_png_and_refuses_ragged_input(tmp_path):
 
 def test_index_weights_writes_png_and_refuses_ragged_input(tmp_path):
     tables = {"sensitivity/mlp": [0.0, 0.3, 0.1], "block:sensitivity": [np.nan, 0.2, 0.05]}
-    assert_png(plots.index_weights(tables, tmp_path / "weights.png"), (6.0, 2.2))
+    assert_png(plots.index_weights(tables, tmp_path / "weights.png"), (6.0, 3.0))
     with pytest.raises(ValueError, match="same layers"):
         plots.index_weights({"a": [0.1, 0.2], "b": [0.1]}, tmp_path / "x.png")
     with pytest.raises(ValueError, match="at least one"):

@@ -293,7 +293,7 @@ def index_weights(tables: Mapping[str, Sequence[float]], path: str | Path,
         raise ValueError("index_weights needs one value per layer, the same layers for every table")
     grid = np.vstack(rows)
     layers = grid.shape[1]
-    fig = _figure(max(6.0, 3.0 + 0.28 * layers), 1.6 + 0.3 * len(names))
+    fig = _figure(max(6.0, 3.0 + 0.28 * layers), max(3.0, 1.6 + 0.3 * len(names)))
     ax = fig.add_subplot()
     finite = grid[np.isfinite(grid)]
     norm = Normalize(0, max(1e-9, float(finite.max())) if finite.size else 1.0)
@@ -302,6 +302,6 @@ def index_weights(tables: Mapping[str, Sequence[float]], path: str | Path,
     ax.set_yticks(range(len(names)), names)
     ax.set_xticks(range(0, layers, max(1, math.ceil(layers / 30))))
     ax.set_xlabel("layer")
-    fig.colorbar(image, ax=ax, label="weight on the probe's measured loss rise", shrink=0.9)
+    fig.colorbar(image, ax=ax, label="weight on its measured loss rise", shrink=0.9)
     ax.set_title(title)
     return _save(fig, path)
