@@ -30,6 +30,12 @@ MIN_ROWS = 3
 """Fewer fitted rows than this leave the index flat (its weights zero): nothing to calibrate on."""
 
 
+def table_and_layer(column: str) -> tuple[str, int]:
+    """``"probed20/mlp[7]"`` -> ``("probed20/mlp", 7)``: a per-layer column's table and layer."""
+    table, layer = column.rsplit("[", 1)
+    return table, int(layer.rstrip("]"))
+
+
 def loss_columns(names: Sequence[str], signs: Sequence[int]) -> list[int]:
     """The per-layer columns (``name[i]``) that may only raise perplexity as they grow: measured loss rises."""
     return [j for j, (name, sign) in enumerate(zip(names, signs)) if name.endswith("]") and sign == 1]
@@ -68,7 +74,7 @@ class ProbeIndex:
     def by_layer(self, X: np.ndarray, num_layers: int) -> np.ndarray:
         """[n, num_layers] the index's terms summed per layer (every column is one layer's, ``name[i]``): where the
         pairs say each row loses its log-perplexity. The rows sum to ``transform(X) - intercept``."""
-        layers = np.array([int(column.rsplit("[", 1)[1].rstrip("]")) for column in self.columns], np.intp)
+        layers = np.array([table_and_layer(column)[1] for column in self.columns], np.intp)
         terms = X[:, self.positions].astype(np.float64) * self.weights
         out = np.zeros((len(X), num_layers))
         np.add.at(out, (slice(None), layers), terms)
@@ -80,8 +86,8 @@ class ProbeIndex:
         losses the pairs trust, layer by layer (1 would take a probe at its word, 0 ignores it)."""
         out: dict[str, np.ndarray] = {}
         for column, weight in zip(self.columns, self.weights):
-            table, layer = column.rsplit("[", 1)
-            out.setdefault(table, np.full(num_layers, np.nan))[int(layer.rstrip("]"))] = weight
+            table, layer = table_and_layer(column)
+            out.setdefault(table, np.full(num_layers, np.nan))[layer] = weight
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -256,15 +256,21 @@ def learning_curve(points: Sequence[Mapping], path: str | Path, title: str = "Pr
     return _save(fig, path)
 
 
+def _layer_rows(rows: Mapping[str, Sequence[float]], figure: str, what: str) -> list[np.ndarray]:
+    """The rows of a per-layer figure as float arrays, refusing none, or rows of different lengths."""
+    if not rows:
+        raise ValueError(f"{figure} needs at least one {what}")
+    arrays = [np.asarray(values, dtype=np.float64) for values in rows.values()]
+    if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
+        raise ValueError(f"{figure} needs one value per layer, the same layers for every {what}")
+    return arrays
+
+
 def layer_losses(losses: Mapping[str, Sequence[float]], path: str | Path,
                  title: str = "Where each model loses (calibrated probe index)") -> Path:
     """One line per model: the log-perplexity each layer's cuts cost it, as the predictor's probe index estimates
     (``Predictor.layer_losses``). The first model is drawn boldest; the legend gives each model's total."""
-    if not losses:
-        raise ValueError("layer_losses needs at least one model")
-    rows = {name: np.asarray(values, dtype=np.float64) for name, values in losses.items()}
-    if len({row.shape for row in rows.values()}) != 1 or next(iter(rows.values())).ndim != 1:
-        raise ValueError("layer_losses needs one value per layer, the same layers for every model")
+    rows = dict(zip(losses, _layer_rows(losses, "layer_losses", "model")))
     layers = len(next(iter(rows.values())))
     fig = _figure(max(6.0, 2.5 + 0.25 * layers), 4.2)
     ax = fig.add_subplot()
@@ -285,13 +291,8 @@ def index_weights(tables: Mapping[str, Sequence[float]], path: str | Path,
                   title: str = "Which probes the pairs trust (calibrated probe index)") -> Path:
     """One row per probe table, one column per layer: the weight the probe index fitted to that layer's measured
     loss rise (``ProbeIndex.weights_by_table``). Nan (no such column) is a gray cell."""
-    if not tables:
-        raise ValueError("index_weights needs at least one probe table")
     names = list(tables)
-    rows = [np.asarray(tables[n], dtype=np.float64) for n in names]
-    if len({row.shape for row in rows}) != 1 or rows[0].ndim != 1:
-        raise ValueError("index_weights needs one value per layer, the same layers for every table")
-    grid = np.vstack(rows)
+    grid = np.vstack(_layer_rows(tables, "index_weights", "probe table"))
     layers = grid.shape[1]
     fig = _figure(max(6.0, 3.0 + 0.28 * layers), max(3.0, 1.6 + 0.3 * len(names)))
     ax = fig.add_subplot()
