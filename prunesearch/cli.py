@@ -22,6 +22,8 @@ err = Console(stderr=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'smollm2-135m' (built in) or a local checkpoint dir")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a summary")]
+DEVICE_HELP = "Where the model runs: auto (the first CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N or mps"
+DeviceOpt = Annotated[str, typer.Option(help=DEVICE_HELP)]
 MaxFlopsOpt = Annotated[Optional[float], typer.Option(
     help="Also keep at most this fraction of the dense model's FLOPs per token (512-token context)")]
 MaxKvOpt = Annotated[Optional[float], typer.Option(
@@ -138,6 +140,7 @@ def evaluate(
         help="Also zero-shot accuracy through lm-eval: comma-separated tasks, or paper7 for the 7-task set")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents of each task")] = None,
     refit: RefitOpt = None,
+    device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Materialize an architecture and measure perplexity, cost and speed beside the dense model."""
@@ -151,7 +154,7 @@ def evaluate(
     speed = Workload(speed_mode, speed_batch, speed_context)
     task_names = _task_names(tasks, limit)
     _quiet_libraries()
-    loaded = load_model(model)
+    loaded = load_model(model, device=device)
     shape = ModelShape.from_config(loaded.model.config)
     arch = Architecture.load(arch_path, shape) if arch_path else Architecture.dense(shape)
     if task_names:  # units chosen once, so the zero-shot model is the very one whose perplexity is measured
@@ -197,6 +200,7 @@ def export(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the pruned model")],
     model: ModelOpt = "smollm2-135m",
     refit: RefitOpt = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Write the pruned model as a Hugging Face directory (loads with AutoModelForCausalLM)."""
     from prunesearch.evaluate import with_units
@@ -207,7 +211,7 @@ def export(
     from prunesearch.space import Architecture, ModelShape
 
     _quiet_libraries()
-    loaded = load_model(model)
+    loaded = load_model(model, device=device)
     arch = with_units(loaded, Architecture.load(arch_path, ModelShape.from_config(loaded.model.config)))
     applied = resolve_refit(loaded, refit, [arch])
     arch.meta.update(model=model, fingerprint=loaded.fingerprint)
@@ -234,6 +238,7 @@ def baseline(
     data: Annotated[str, typer.Option(help="Evaluation split (with --evaluate)")] = "ptb-test",
     max_tokens: Annotated[Optional[int], typer.Option(help="Evaluate on the first N tokens only")] = None,
     probes: ProbesOpt = None,
+    device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """A published method's own architecture at a budget (its unit choices recorded in the JSON), or the greedy
@@ -249,7 +254,7 @@ def baseline(
         raise PrunesearchError(f"unknown method '{method}' (choose from {', '.join(METHODS)}, greedy)")
     probe_spec(probes or "loss")
     _quiet_libraries()
-    loaded = load_model(model)
+    loaded = load_model(model, device=device)
     if method == "greedy":
         space_for(ModelShape.from_config(loaded.model.config)).check_budget(budget)
         arch = greedy_reference(loaded, probes=probes or "loss", progress=not as_json)(budget)
@@ -272,13 +277,13 @@ def baseline(
 
 
 @app.command()
-def scores(model: ModelOpt = "smollm2-135m", as_json: JsonOpt = False) -> None:
+def scores(model: ModelOpt = "smollm2-135m", device: DeviceOpt = "auto", as_json: JsonOpt = False) -> None:
     """Compute and cache every method's importance scores (the search's priors) and show a summary."""
     from prunesearch.models import load_model
     from prunesearch.pruners.priors import compute_priors
 
     _quiet_libraries()
-    loaded = load_model(model)
+    loaded = load_model(model, device=device)
     priors = compute_priors(loaded)
     ranking = {name: _by_redundancy(values) for name, values in priors.block.items()}
     if as_json:
@@ -363,6 +368,7 @@ def campaign(
     refit: Annotated[Optional[bool], typer.Option(
         "--refit/--no-refit", help="Refit each pruned layer's output projection by least squares on calibration "
                                    "text, in every pair and every compared model")] = None,
+    device: Annotated[Optional[str], typer.Option(help=DEVICE_HELP + " (default auto)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Priors, measured pairs, XGBoost predictor, Optuna search, verified winners, comparison and report."""
@@ -383,6 +389,7 @@ def campaign(
                             task_limit=task_limit, max_flops=max_flops, max_kv=max_kv, min_speedup=min_speedup,
                             speed_mode=speed_mode, speed_batch=speed_batch, speed_context=speed_context,
                             refit=None if refit and base.refit else refit,  # --refit keeps a configured spec
+                            device=device,
                             tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
     summary = run_campaign(settings, run_dir, progress=True)
@@ -408,13 +415,14 @@ def worker(
     model: Annotated[Optional[str], typer.Option(
         "--model", "-m", help="The campaign's model at another path on this machine (checked by fingerprint)")] = None,
     idle: Annotated[float, typer.Option(help="Exit after this many seconds with nothing to claim")] = 600.0,
+    device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Join a campaign from any machine: claim queued architectures, evaluate them, report to the storage."""
     from prunesearch.evaluate.worker import join, work
 
     _quiet_libraries()
-    store, loaded, fidelity, refit = join(storage, campaign_name, model)
+    store, loaded, fidelity, refit = join(storage, campaign_name, model, device)
     done = work(store, loaded, fidelity, idle=idle, progress=not as_json, refit=refit)
     record = {"campaign": campaign_name, "evaluated": len(done), "trials": [p.number for p in done]}
     if as_json:
@@ -439,6 +447,7 @@ def search_command(
     speed_mode: SpeedModeOpt = "prefill",
     speed_batch: SpeedBatchOpt = 1,
     speed_context: SpeedContextOpt = 512,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP + " (with --verify or --min-speedup)")] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Reuse a trained predictor for a new budget: no evaluation unless --verify."""
@@ -447,7 +456,7 @@ def search_command(
 
     limits = Limits(max_flops, max_kv, min_speedup, Workload(speed_mode, speed_batch, speed_context))
     result = reuse_search(predictor, budget, verify, trials, out_path, seed, sampler, pessimism,
-                          progress=not as_json, limits=limits)
+                          progress=not as_json, limits=limits, device=device)
     if "warning" in result:
         err.print(f"warning: {result['warning']}")
     if as_json:
@@ -482,6 +491,7 @@ def compare_command(
         min=0, help="Also the greedy allocator (no search; the campaign's seed), re-probed in this many stages "
                     "(each costs one probe pass, cached); 0 leaves it out")] = 3,
     probes: ProbesOpt = None,
+    device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """The searched model(s), the greedy allocator and every heuristic baseline on held-out test text, in one run
@@ -505,10 +515,10 @@ def compare_command(
     task_names = _task_names(tasks, limit)
     probe_spec(probes or "loss")
     _quiet_libraries()
-    loaded = load_model(model)
+    loaded = load_model(model, device=device)
     shape = ModelShape.from_config(loaded.model.config)
     SearchSpace(shape).check_budget(budget)
-    limits = with_latency(limits, loaded.model.config, space_for(shape), progress=not as_json)
+    limits = with_latency(limits, loaded.model.config, space_for(shape), not as_json, loaded.model.device)
     models = {}
     for path in arch_paths or []:
         arch = Architecture.load(path, shape)

@@ -112,7 +112,7 @@ def test_sample_is_deterministic(sampled, tiny_dir, env, tmp_path):
 def test_evaluate_json(mode, sampled, tiny_dir, env):
     result = run(
         env, "evaluate", "--model", tiny_dir, "--arch", sampled, "--data", "ptb-test", "--window", "32",
-        "--max-tokens", "256", "--speed-repeats", "1", "--speed-mode", mode, "--json",
+        "--max-tokens", "256", "--speed-repeats", "1", "--speed-mode", mode, "--device", "cpu", "--json",
     )
     assert_ok(result)
     lines = [line for line in result.stdout.splitlines() if line.strip()]
@@ -129,6 +129,7 @@ def test_evaluate_json(mode, sampled, tiny_dir, env):
     assert record["ppl"] > 1
     assert record["speed_ratio"] > 0 and record["speed_mode"] == mode
     assert isinstance(record["fingerprint"], str) and record["fingerprint"]
+    assert record["device"].startswith("cpu: ") and "threads" in record["device"]
     c = cost(Architecture.load(sampled, tiny_shape(tiny_dir)), seq_len=32)
     assert record["params"] == c.params
     assert record["dense_params"] == c.dense_params
@@ -218,6 +219,21 @@ def test_a_malformed_speed_workload(sampled, tiny_dir, env, option, value, messa
     result = run(env, "evaluate", "--model", tiny_dir, "--arch", sampled, option, value, "--json")
     assert_user_error(result, message)
     assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("command, device, message", [
+    ("evaluate", "tpu", "device 'tpu' is not a device name"),
+    ("campaign", "cuda:9", "device 'cuda:9'"),
+])
+def test_a_device_pytorch_cannot_use_is_refused_before_any_work(command, device, message, tiny_dir, env, tmp_path):
+    import torch
+
+    if torch.cuda.device_count() > 9:
+        pytest.skip("this machine has a tenth CUDA device")
+    result = run(env, command, "--model", tiny_dir, "--device", device, *(
+        ["--budget", "0.2", "--out", tmp_path / "run"] if command == "campaign" else []))
+    assert_user_error(result, message)
+    assert not (tmp_path / "run").exists(), "nothing written before the device is checked"
 
 
 def test_model_path_does_not_exist(env, tmp_path):

@@ -72,7 +72,7 @@ def test_speedups_are_over_the_dense_parent_in_its_own_class(monkeypatch):
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(parent, "forward", sleepy)
-    monkeypatch.setattr(latency_module, "_random_parent", lambda config: parent)
+    monkeypatch.setattr(latency_module, "_random_parent", lambda config, device: parent)
     space = space_for(ModelShape.from_config(SMALL_LLAMA))
     model = latency_module.measure_latency(SMALL_LLAMA, space, Workload(context=16), samples=8, repeats=1,
                                            progress=False)

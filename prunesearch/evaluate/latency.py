@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 from dataclasses import replace
 
 import numpy as np
@@ -29,6 +28,7 @@ from sklearn.model_selection import KFold, cross_val_predict
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
+from prunesearch.models.device import describe_device
 from prunesearch.models.modeling_pruned_llama import PrunedLlamaForCausalLM
 from prunesearch.paths import cache_dir
 from prunesearch.pruners.materialize import pruned_config
@@ -41,17 +41,6 @@ from prunesearch.space.latency import LatencyModel, block_terms
 
 TIMING = "fastest of the interleaved repeats, beside the dense parent's own class; decode cache copied off the clock"
 """How a model is timed (part of the cache key: a model fitted otherwise is timed again)."""
-
-
-def device_name() -> str:
-    """The CPU model (or its architecture) and the threads PyTorch runs on: what a CPU timing depends on."""
-    name = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), name)
-    except OSError:
-        pass
-    return f"cpu: {name}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def latency_archs(space: SearchSpace, samples: int, seed: int = 0) -> list[Architecture]:
@@ -70,32 +59,37 @@ def _random_scores(space: SearchSpace, seed: int) -> UnitScores:
                       torch.rand(s.num_layers, s.num_kv_heads, s.head_dim // 2, generator=g))
 
 
-def _random_model(dense_config, arch: Architecture, scores: UnitScores) -> PrunedLlamaForCausalLM:
+def _random_model(dense_config, arch: Architecture, scores: UnitScores,
+                  device: torch.device = torch.device("cpu")) -> PrunedLlamaForCausalLM:
     torch.manual_seed(0)
-    return PrunedLlamaForCausalLM(pruned_config(dense_config, select_units(arch, scores, "random"))).eval()
+    with device:
+        return PrunedLlamaForCausalLM(pruned_config(dense_config, select_units(arch, scores, "random"))).eval()
 
 
-def _random_parent(dense_config) -> PreTrainedModel:
+def _random_parent(dense_config, device: torch.device = torch.device("cpu")) -> PreTrainedModel:
     """The dense model in its own class (e.g. ``LlamaForCausalLM``): what a speedup is over."""
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(dense_config).float().eval()
+    with device:
+        return AutoModelForCausalLM.from_config(dense_config).float().eval()
 
 
 @torch.no_grad()
 def measure_latency(dense_config, space: SearchSpace, workload: Workload = Workload(), samples: int = 24,
-                    repeats: int = 3, seed: int = 0, progress: bool = True) -> LatencyModel:
+                    repeats: int = 3, seed: int = 0, progress: bool = True,
+                    device: torch.device = torch.device("cpu")) -> LatencyModel:
     """Time ``samples`` sampled architectures (the dense one first) beside the dense parent in its own class
-    (``repeats`` interleaved steps of ``workload`` each, after a warm-up) and fit the latency model to them."""
+    (``repeats`` interleaved steps of ``workload`` each on ``device``, after a warm-up) and fit the latency model to
+    them."""
     if samples < 8 or repeats < 1:
         raise ValueError("a latency fit needs at least 8 sampled architectures and 1 timed step each")
     archs = latency_archs(space, samples, seed)
     scores = _random_scores(space, seed)
-    batch, mode = prompt(dense_config, workload, seed), workload.mode
-    dense = step_timer(_random_parent(dense_config), batch, mode)
+    batch, mode = prompt(dense_config, workload, seed).to(device), workload.mode
+    dense = step_timer(_random_parent(dense_config, device), batch, mode)
     dense()
     ratios, dense_times = [], []
     for arch in tqdm(archs, desc=f"latency ({workload.describe()})", disable=not progress):
-        timer = step_timer(_random_model(dense_config, arch, scores), batch, mode)
+        timer = step_timer(_random_model(dense_config, arch, scores, device), batch, mode)
         timer()
         times, beside = [], []
         for _ in range(repeats):
@@ -115,28 +109,30 @@ def measure_latency(dense_config, space: SearchSpace, workload: Workload = Workl
     fit = {"timed": len(archs), "repeats": repeats, "timing": TIMING, "seed": seed,
            "measured_speedups": [round(float(v), 4) for v in measured_speedup],
            "held_out_speedup_error_mean": float(error.mean()), "held_out_speedup_error_max": float(error.max())}
-    return LatencyModel(space.shape, workload.context, workload.batch, device_name(), float(coef[0]),
+    return LatencyModel(space.shape, workload.context, workload.batch, describe_device(device), float(coef[0]),
                         tuple(float(c) for c in coef[1:]), parent, mode, fit)
 
 
 def latency_model(dense_config, space: SearchSpace, workload: Workload = Workload(), samples: int = 24,
-                  repeats: int = 3, seed: int = 0, progress: bool = True) -> LatencyModel:
+                  repeats: int = 3, seed: int = 0, progress: bool = True,
+                  device: torch.device = torch.device("cpu")) -> LatencyModel:
     """``measure_latency``, cached per model shape, workload, settings and device (timing takes minutes)."""
     key = json.dumps({"shape": space.shape.to_dict(), "mode": workload.mode, "seq_len": workload.context,
                       "batch_size": workload.batch, "samples": samples, "repeats": repeats, "timing": TIMING,
-                      "seed": seed, "device": device_name(), "mlp_step": space.mlp_step}, sort_keys=True)
+                      "seed": seed, "device": describe_device(device), "mlp_step": space.mlp_step}, sort_keys=True)
     path = cache_dir("latency") / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if path.exists():
         return LatencyModel.load(path)
-    model = measure_latency(dense_config, space, workload, samples, repeats, seed, progress)
+    model = measure_latency(dense_config, space, workload, samples, repeats, seed, progress, device)
     model.save(path)
     return model
 
 
-def with_latency(limits: Limits, dense_config, space: SearchSpace, progress: bool = True) -> Limits:
-    """``limits`` with this device's latency model of its speed workload attached when it has a speed floor and
+def with_latency(limits: Limits, dense_config, space: SearchSpace, progress: bool = True,
+                 device: torch.device = torch.device("cpu")) -> Limits:
+    """``limits`` with ``device``'s latency model of its speed workload attached when it has a speed floor and
     none yet; a workload the model cannot take is refused here, before a campaign, comparison or search starts."""
     check_workload(dense_config, limits.speed)
     if limits.speedup is None or limits.latency is not None:
         return limits
-    return replace(limits, latency=latency_model(dense_config, space, limits.speed, progress=progress))
+    return replace(limits, latency=latency_model(dense_config, space, limits.speed, progress=progress, device=device))

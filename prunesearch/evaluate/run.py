@@ -18,7 +18,7 @@ from prunesearch.evaluate.perplexity import Perplexity, perplexity
 from prunesearch.evaluate.speed import check_workload, compare_speed
 from prunesearch.evaluate.store import Fidelity
 from prunesearch.errors import ArchitectureError
-from prunesearch.models import LoadedModel
+from prunesearch.models import LoadedModel, describe_device
 from prunesearch.paths import atomic_write_text, cache_dir
 from prunesearch.pruners import (CalibrationSpec, Refit, UnitScores, calibrate, materialize,
                                  select_units)
@@ -113,6 +113,7 @@ def evaluate_architecture(
         "arch_key": arch.key(),
         "calibration": asdict(calibration),
         "refit": refit.spec.to_dict() if refit else None,
+        "device": describe_device(loaded.model.device),
         "versions": environment(),
     }
     if with_dense:
@@ -161,6 +162,7 @@ def measure(loaded: LoadedModel, arch: Architecture, fidelity: Fidelity, scores:
         "blocks_removed": sum(not layer.keep for layer in arch.layers),
         "scored_tokens": count,
         "seconds": time.perf_counter() - start,
+        "device": describe_device(loaded.model.device),
         "fingerprint": loaded.fingerprint,
         **accuracy,
     }

@@ -20,6 +20,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from prunesearch.errors import PrunesearchError
+from prunesearch.models.device import synchronize
 from prunesearch.space import Workload
 
 DECODE_STEPS = 16
@@ -40,8 +41,10 @@ class Speed:
 
 
 def time_forward(model: PreTrainedModel, batch: torch.Tensor) -> float:
+    synchronize(model.device)
     start = time.perf_counter()
     model(input_ids=batch, use_cache=False)
+    synchronize(model.device)
     return time.perf_counter() - start
 
 
@@ -70,8 +73,10 @@ class DecodeTimer:
 
     def __call__(self) -> float:
         cache = copy.deepcopy(self.cache)  # copied before the clock starts: a dense cache is tens of MB
+        synchronize(self.model.device)
         start = time.perf_counter()
         self._steps(cache)
+        synchronize(self.model.device)
         return (time.perf_counter() - start) / self.steps
 
 

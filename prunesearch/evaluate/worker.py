@@ -66,13 +66,14 @@ def work(store: PairStore, loaded: LoadedModel, fidelity: Fidelity, idle: float 
             bar.set_postfix(ppl=f"{done[-1].ppl:.1f}")
 
 
-def join(storage: str, campaign: str, model: str | None = None
+def join(storage: str, campaign: str, model: str | None = None, device: str = "cpu"
          ) -> tuple[PairStore, LoadedModel, Fidelity, Refit | None]:
     """Open a running campaign as a worker: its store, its model (the campaign's, or ``model`` where the same
-    checkpoint lies at another path on this machine) checked by fingerprint, its fidelity and its refit."""
+    checkpoint lies at another path on this machine) on ``device``, checked by fingerprint, its fidelity and its
+    refit."""
     store = PairStore(storage, campaign)
     meta = store.meta
-    loaded = load_model(model or meta["model"])
+    loaded = load_model(model or meta["model"], device=device)
     if loaded.fingerprint != meta["fingerprint"]:
         raise PrunesearchError(f"campaign '{campaign}' is for model {meta['fingerprint']}; "
                                f"{model or meta['model']} is {loaded.fingerprint}")

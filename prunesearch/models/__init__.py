@@ -2,6 +2,7 @@
 
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from prunesearch.models.device import describe_device, resolve_device, synchronize
 from prunesearch.models.fingerprint import fingerprint
 from prunesearch.models.loading import DEFAULT_MODEL, LoadedModel, check_supported, load_config, load_model
 from prunesearch.models.modeling_pruned_llama import PrunedLlamaConfig, PrunedLlamaForCausalLM
@@ -17,7 +18,10 @@ __all__ = [
     "PrunedLlamaConfig",
     "PrunedLlamaForCausalLM",
     "check_supported",
+    "describe_device",
     "fingerprint",
     "load_config",
     "load_model",
+    "resolve_device",
+    "synchronize",
 ]

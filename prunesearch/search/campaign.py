@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from prunesearch.evaluate.latency import with_latency
 from prunesearch.evaluate.worker import work
 from prunesearch.evaluate.store import Fidelity, Pair, PairStore, default_storage
-from prunesearch.models import LoadedModel, load_model
+from prunesearch.models import LoadedModel, describe_device, load_model
 from prunesearch.paths import atomic_write_text
 from prunesearch.predictor import FeatureContext, Predictor
 from prunesearch.pruners import CalibrationSpec, Refit, load_refit, select_units
@@ -109,11 +109,11 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     """Load the model, compute (or load cached) priors and probes, open the campaign's store."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    loaded = load_model(config.model)
+    loaded = load_model(config.model, device=config.device)
     seconds["load model"] = time.perf_counter() - start
     shape = ModelShape.from_config(loaded.model.config)
     space = space_for(shape, config.mlp_step)
-    limits = with_latency(config.limits(), loaded.model.config, space, progress)
+    limits = with_latency(config.limits(), loaded.model.config, space, progress, loaded.model.device)
     for budget in config.budgets:
         Decoder(space, budget, config.slack, limits)  # refuses an impossible budget or limit up front
     fidelity = config.fidelity()
@@ -432,6 +432,7 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
     quality = predictor_quality(setup)
     report, rows = write_campaign_report(setup, seeds, best_archs, run_dir, quality, progress, predictor)
     summary = {"campaign": config.campaign, "run_dir": str(run_dir), "fingerprint": setup.loaded.fingerprint,
+               "device": describe_device(setup.loaded.model.device),
                "pairs": len(setup.store.pairs(include_collapsed=True)), "best": best,
                "predictor": str(run_dir / "predictor"), "report": str(report), "seconds": setup.seconds,
                "predictor_quality": {k: v for k, v in quality.items() if k not in ("predicted", "real", "groups")},
@@ -555,6 +556,7 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
                 row.budget = budget
             rows += budget_rows if not rows else budget_rows[1:]
     summary = {"model": setup.loaded.name, "fingerprint": setup.loaded.fingerprint,
+               "device": describe_device(setup.loaded.model.device),
                "budgets": ", ".join(f"{b:.0%}" for b in setup.config.budgets),
                "limits": limits.describe(), "pairs": len(pairs),
                "refit": (f"least-squares refit of output projections, every pruned model "

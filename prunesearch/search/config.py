@@ -9,6 +9,7 @@ from typing import Any
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate.store import Fidelity
+from prunesearch.models import resolve_device
 from prunesearch.predictor.model import MEMBERS
 from prunesearch.pruners.priors import UNIT_METHODS
 from prunesearch.pruners.refit import RefitSpec
@@ -57,6 +58,8 @@ class CampaignConfig:
     ``refit``: materialize every pruned model with the least-squares refit of its output projections
     (``prunesearch.pruners.refit``), the pairs and the comparison's baselines alike: true for the default
     ``RefitSpec``, or a table of its fields (e.g. ``refit = {count = 64}`` for fewer calibration windows).
+    ``device``: where the model runs (``prunesearch.models.resolve_device``: ``auto`` takes the first CUDA GPU when
+    there is one); not part of the campaign's identity, so a campaign may resume, or take workers, on another.
     """
 
     model: str = "smollm2-135m"
@@ -98,6 +101,7 @@ class CampaignConfig:
     speed_batch: int = 1
     speed_context: int = 512
     refit: bool | dict[str, Any] = False
+    device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +136,9 @@ class CampaignConfig:
                 raise PrunesearchError(f"campaign setting '{name}' must not be negative, got {getattr(self, name)}")
         self.limits()
         self.refit_spec()
+        if not isinstance(self.device, str):
+            raise PrunesearchError(f"campaign setting 'device' must be a device name, got {self.device!r}")
+        resolve_device(self.device)
 
     def refit_spec(self) -> RefitSpec | None:
         """The refit every pruned model gets (None: plain)."""

@@ -8,11 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate import measure
 from prunesearch.evaluate.latency import with_latency
 from prunesearch.evaluate.store import Fidelity, Pair
-from prunesearch.models import load_config
+from prunesearch.models import load_config, resolve_device
 from prunesearch.predictor import Predictor
 from prunesearch.pruners.greedy import greedy_allocation
 from prunesearch.search.campaign import SEARCH, sensitivity_of
@@ -29,12 +31,14 @@ where the greedy seed it started from was far better (BENCHMARKS.md)."""
 
 def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 20000, out: Path | None = None,
                  seed: int = 0, sampler: str = "evolution", pessimism: float = 1.0,
-                 progress: bool = True, limits: Limits = Limits()) -> dict[str, Any]:
+                 progress: bool = True, limits: Limits = Limits(), device: str = "cpu") -> dict[str, Any]:
     """Search ``directory``'s predictor at ``budget`` within ``limits``, seeded with the greedy allocation (from
     the predictor's own sensitivity tables) and an even MLP cut; with ``verify`` > 0, measure the top candidates
-    and the greedy seed on the predictor's fidelity and keep the best measured one. Warns (``record["warning"]``)
-    when the pick removes a share far from every budget the predictor was trained at."""
+    and the greedy seed on the predictor's fidelity, the model on ``device``, and keep the best measured one. A
+    speed floor's latency model is timed on ``device`` too. Warns (``record["warning"]``) when the pick removes a
+    share far from every budget the predictor was trained at."""
     start = time.perf_counter()
+    target = resolve_device(device)
     predictor = Predictor.load(directory)
     space = SearchSpace.from_dict(predictor.meta["space"])
     space.check_budget(budget)
@@ -42,7 +46,7 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
         raise PrunesearchError(f"pessimism must not be negative, got {pessimism}")
     if space.shape != predictor.ctx.shape:
         raise PrunesearchError(f"predictor {directory} is inconsistent: its space and features describe other models")
-    limits = with_latency(limits, load_config(predictor.meta["model"]), space, progress)
+    limits = with_latency(limits, load_config(predictor.meta["model"]), space, progress, target)
     greedy_seed = greedy_allocation(space, sensitivity_of(predictor.ctx), budget)
     seeds = [greedy_seed, space.repair(Architecture.dense(space.shape), budget)]
     score = partial(predictor.predict_arrays, pessimism=pessimism)
@@ -58,7 +62,7 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
         candidates = [c.arch for c in result.candidates[:verify]]
         if limits.met_by(greedy_seed) and greedy_seed.key() not in {c.key() for c in candidates}:
             candidates.append(greedy_seed)
-        arch, record["verified"] = _verify(predictor, candidates, progress)
+        arch, record["verified"] = _verify(predictor, candidates, progress, target)
     path = out or Path(directory).parent / f"search-{round(budget * 100)}.json"
     meta = {**arch.meta, "budget": budget, "source": str(directory),
             "units": predictor.meta.get("units", "activation"), **({"limits": limits.to_dict()} if limits else {}),
@@ -79,15 +83,16 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
     return record
 
 
-def _verify(predictor: Predictor, candidates: list[Architecture], progress: bool) -> tuple[Architecture, list]:
-    """Measure ``candidates`` on the predictor's fidelity with the model it was trained for."""
+def _verify(predictor: Predictor, candidates: list[Architecture], progress: bool, device: torch.device
+            ) -> tuple[Architecture, list]:
+    """Measure ``candidates`` on the predictor's fidelity with the model it was trained for, on ``device``."""
     from prunesearch.models import load_model
     from prunesearch.pruners import CalibrationSpec, select_units
     from prunesearch.pruners.refit import recorded_refit
     from prunesearch.pruners.priors import compute_priors
 
     meta = predictor.meta
-    loaded = load_model(meta["model"])
+    loaded = load_model(meta["model"], device=device)
     if loaded.fingerprint != meta["fingerprint"]:
         raise PrunesearchError(f"predictor was trained for model {meta['fingerprint']}, not {loaded.fingerprint}")
     calibration = CalibrationSpec(**meta["calibration"])

@@ -1,0 +1,153 @@
+"""Choosing where models run: names resolved and refused up front, timings that wait for the device, and (only
+where PyTorch sees a CUDA device) the same numbers on the GPU as on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prunesearch.errors import PrunesearchError
+from prunesearch.evaluate import speed as speed_module
+from prunesearch.models import load_model, resolve_device
+from prunesearch.pruners import materialize, select_units
+from prunesearch.pruners.calibration import collect
+from prunesearch.search.config import CampaignConfig
+from prunesearch.space import Architecture, ModelShape, SearchSpace
+
+from conftest import WINDOWS, tiny_model
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="PyTorch sees no CUDA device here")
+
+
+def _cuda(monkeypatch, count: int) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+def test_auto_takes_the_first_gpu_when_there_is_one_else_the_cpu(monkeypatch):
+    _cuda(monkeypatch, 0)
+    assert resolve_device("auto") == torch.device("cpu")
+    _cuda(monkeypatch, 2)
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    assert resolve_device("cuda") == torch.device("cuda", 0)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("count, name, message", [
+    (0, "cuda", "sees no CUDA device"),
+    (1, "cuda:1", "sees 1 CUDA device(s), numbered from 0"),
+    (1, "tpu", "is not a device name"),
+    (1, "meta", "is not supported"),
+    (1, "", "is not a device name"),
+])
+def test_a_device_pytorch_cannot_use_is_a_clear_error(monkeypatch, count, name, message):
+    _cuda(monkeypatch, count)
+    with pytest.raises(PrunesearchError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve_device(name)
+
+
+def test_a_campaign_config_checks_its_device(monkeypatch):
+    _cuda(monkeypatch, 0)
+    assert CampaignConfig().device == "auto"
+    with pytest.raises(PrunesearchError, match="sees no CUDA device"):
+        CampaignConfig(device="cuda")
+    with pytest.raises(PrunesearchError, match="'device' must be a device name"):
+        CampaignConfig.from_dict({"device": 0})
+
+
+def test_load_model_puts_the_model_where_asked_and_refuses_a_device_it_cannot_use(tiny_dir, monkeypatch):
+    cpu = load_model(str(tiny_dir), device="cpu")
+    assert cpu.model.device == torch.device("cpu")
+    _cuda(monkeypatch, 0)
+    with pytest.raises(PrunesearchError, match="sees no CUDA device"):
+        load_model(str(tiny_dir), device="cuda")
+
+
+@torch.no_grad()
+def test_timings_wait_for_the_device_before_and_after_the_step(monkeypatch):
+    model = tiny_model()
+    events: list[str] = []
+    monkeypatch.setattr(speed_module, "synchronize", lambda device: events.append(f"sync {device.type}"))
+    model.register_forward_hook(lambda *_: events.append("forward"))
+    batch = torch.randint(0, 20, (1, 16))
+    speed_module.time_forward(model, batch)
+    assert events == ["sync cpu", "forward", "sync cpu"]
+    events.clear()
+    timer = speed_module.DecodeTimer(model, batch, steps=2)
+    events.clear()
+    timer()
+    assert events == ["sync cpu", "forward", "forward", "sync cpu"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# On a CUDA device (skipped elsewhere): the same model gives the same numbers as on the CPU.
+
+
+def _arch(model) -> Architecture:
+    shape = ModelShape.from_config(model.config)
+    arch = SearchSpace(shape, mlp_step=8, dim_step=2).sample_at_budget(0.3, seed=1)
+    from prunesearch.pruners.transact import transact_scores
+
+    return select_units(arch, transact_scores(collect(model, WINDOWS, progress=False), shape))
+
+
+@needs_cuda
+def test_calibration_and_a_pruned_model_on_the_gpu_match_the_cpu():
+    cpu = tiny_model()
+    gpu = tiny_model().to("cuda")
+    stats_cpu, stats_gpu = collect(cpu, WINDOWS, progress=False), collect(gpu, WINDOWS, progress=False)
+    for name in ("mlp_sq", "attn_sq", "head_out", "block_cos"):
+        assert torch.allclose(getattr(stats_cpu, name), getattr(stats_gpu, name), rtol=1e-3, atol=1e-4), name
+    arch = _arch(cpu)
+    pruned_cpu, pruned_gpu = materialize(cpu, arch), materialize(gpu, arch)
+    assert pruned_gpu.device.type == "cuda"
+    with torch.no_grad():
+        logits_cpu = pruned_cpu(input_ids=WINDOWS).logits
+        logits_gpu = pruned_gpu(input_ids=WINDOWS.cuda()).logits.cpu()
+    assert torch.allclose(logits_cpu, logits_gpu, rtol=1e-3, atol=1e-3)
+
+
+@needs_cuda
+def test_the_fingerprint_and_a_perplexity_on_the_gpu_match_the_cpu(tiny_dir):
+    from prunesearch.evaluate.perplexity import perplexity
+
+    cpu, gpu = load_model(str(tiny_dir), device="cpu"), load_model(str(tiny_dir), device="cuda")
+    assert gpu.model.device.type == "cuda" and gpu.fingerprint == cpu.fingerprint
+    assert perplexity(gpu.model, WINDOWS, progress=False).ppl == pytest.approx(
+        perplexity(cpu.model, WINDOWS, progress=False).ppl, rel=1e-4)
+
+
+@needs_cuda
+def test_speed_on_the_gpu_times_finished_work():
+    cpu = tiny_model()
+    arch = _arch(cpu)
+    dense = cpu.to("cuda")
+    timed = speed_module.compare_speed(dense, materialize(dense, arch), repeats=2)
+    assert timed.tokens_per_s > 0 and timed.dense_tokens_per_s > 0
+
+
+@needs_cuda
+def test_probes_block_order_and_refit_on_the_gpu_match_the_cpu():
+    from prunesearch.pruners import Refit, RefitSpec
+    from prunesearch.pruners.refit import collect_moments
+    from prunesearch.pruners.sensitivity import SensitivitySpec, probe
+    from prunesearch.pruners.sleb import sleb_order
+    from prunesearch.pruners.transact import transact_scores
+
+    cpu, gpu = tiny_model(), tiny_model().to("cuda")
+    shape = ModelShape.from_config(cpu.config)
+    scores = transact_scores(collect(cpu, WINDOWS, progress=False), shape)
+    spec = SensitivitySpec(count=6, length=32, mlp_levels=(0.5, 0.0), batch_size=3)
+    on_cpu, on_gpu = probe(cpu, scores, WINDOWS, spec, progress=False), probe(gpu, scores, WINDOWS, spec, progress=False)
+    for table in ("mlp", "attn", "block"):
+        assert torch.allclose(torch.as_tensor(getattr(on_cpu, table)), torch.as_tensor(getattr(on_gpu, table)),
+                              rtol=1e-3, atol=1e-4), table
+    assert sleb_order(cpu, WINDOWS, 2, progress=False) == sleb_order(gpu, WINDOWS, 2, progress=False)
+    arch = _arch(cpu)
+    fitted_cpu = materialize(cpu, arch, Refit(RefitSpec(), *collect_moments(cpu, WINDOWS, progress=False)))
+    fitted_gpu = materialize(gpu, arch, Refit(RefitSpec(), *collect_moments(gpu, WINDOWS, progress=False)))
+    with torch.no_grad():
+        logits_cpu = fitted_cpu(input_ids=WINDOWS).logits
+        logits_gpu = fitted_gpu(input_ids=WINDOWS.cuda()).logits.cpu()
+    assert torch.allclose(logits_cpu, logits_gpu, rtol=1e-3, atol=1e-3)
