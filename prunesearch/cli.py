@@ -22,8 +22,11 @@ err = Console(stderr=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'smollm2-135m' (built in) or a local checkpoint dir")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a summary")]
-DEVICE_HELP = "Where the model runs: auto (the first CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N or mps"
+DEVICE_HELP = ("Where the model runs: auto (the first CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N "
+               "or mps")
 DeviceOpt = Annotated[str, typer.Option(help=DEVICE_HELP)]
+DTYPE_HELP = "The weights' precision: float32, bfloat16 or float16 (a model of its own: its own caches and fingerprint)"
+DtypeOpt = Annotated[str, typer.Option(help=DTYPE_HELP)]
 MaxFlopsOpt = Annotated[Optional[float], typer.Option(
     help="Also keep at most this fraction of the dense model's FLOPs per token (512-token context)")]
 MaxKvOpt = Annotated[Optional[float], typer.Option(
@@ -141,6 +144,7 @@ def evaluate(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents of each task")] = None,
     refit: RefitOpt = None,
     device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "float32",
     as_json: JsonOpt = False,
 ) -> None:
     """Materialize an architecture and measure perplexity, cost and speed beside the dense model."""
@@ -154,7 +158,7 @@ def evaluate(
     speed = Workload(speed_mode, speed_batch, speed_context)
     task_names = _task_names(tasks, limit)
     _quiet_libraries()
-    loaded = load_model(model, device=device)
+    loaded = load_model(model, dtype=dtype, device=device)
     shape = ModelShape.from_config(loaded.model.config)
     arch = Architecture.load(arch_path, shape) if arch_path else Architecture.dense(shape)
     if task_names:  # units chosen once, so the zero-shot model is the very one whose perplexity is measured
@@ -201,6 +205,7 @@ def export(
     model: ModelOpt = "smollm2-135m",
     refit: RefitOpt = None,
     device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "float32",
 ) -> None:
     """Write the pruned model as a Hugging Face directory (loads with AutoModelForCausalLM)."""
     from prunesearch.evaluate import with_units
@@ -211,7 +216,7 @@ def export(
     from prunesearch.space import Architecture, ModelShape
 
     _quiet_libraries()
-    loaded = load_model(model, device=device)
+    loaded = load_model(model, dtype=dtype, device=device)
     arch = with_units(loaded, Architecture.load(arch_path, ModelShape.from_config(loaded.model.config)))
     applied = resolve_refit(loaded, refit, [arch])
     arch.meta.update(model=model, fingerprint=loaded.fingerprint)
@@ -239,6 +244,7 @@ def baseline(
     max_tokens: Annotated[Optional[int], typer.Option(help="Evaluate on the first N tokens only")] = None,
     probes: ProbesOpt = None,
     device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "float32",
     as_json: JsonOpt = False,
 ) -> None:
     """A published method's own architecture at a budget (its unit choices recorded in the JSON), or the greedy
@@ -254,7 +260,7 @@ def baseline(
         raise PrunesearchError(f"unknown method '{method}' (choose from {', '.join(METHODS)}, greedy)")
     probe_spec(probes or "loss")
     _quiet_libraries()
-    loaded = load_model(model, device=device)
+    loaded = load_model(model, dtype=dtype, device=device)
     if method == "greedy":
         space_for(ModelShape.from_config(loaded.model.config)).check_budget(budget)
         arch = greedy_reference(loaded, probes=probes or "loss", progress=not as_json)(budget)
@@ -277,13 +283,14 @@ def baseline(
 
 
 @app.command()
-def scores(model: ModelOpt = "smollm2-135m", device: DeviceOpt = "auto", as_json: JsonOpt = False) -> None:
+def scores(model: ModelOpt = "smollm2-135m", device: DeviceOpt = "auto", dtype: DtypeOpt = "float32",
+           as_json: JsonOpt = False) -> None:
     """Compute and cache every method's importance scores (the search's priors) and show a summary."""
     from prunesearch.models import load_model
     from prunesearch.pruners.priors import compute_priors
 
     _quiet_libraries()
-    loaded = load_model(model, device=device)
+    loaded = load_model(model, dtype=dtype, device=device)
     priors = compute_priors(loaded)
     ranking = {name: _by_redundancy(values) for name, values in priors.block.items()}
     if as_json:
@@ -369,6 +376,7 @@ def campaign(
         "--refit/--no-refit", help="Refit each pruned layer's output projection by least squares on calibration "
                                    "text, in every pair and every compared model")] = None,
     device: Annotated[Optional[str], typer.Option(help=DEVICE_HELP + " (default auto)")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help=DTYPE_HELP + " (default float32)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Priors, measured pairs, XGBoost predictor, Optuna search, verified winners, comparison and report."""
@@ -389,7 +397,7 @@ def campaign(
                             task_limit=task_limit, max_flops=max_flops, max_kv=max_kv, min_speedup=min_speedup,
                             speed_mode=speed_mode, speed_batch=speed_batch, speed_context=speed_context,
                             refit=None if refit and base.refit else refit,  # --refit keeps a configured spec
-                            device=device,
+                            device=device, dtype=dtype,
                             tasks=resolve_tasks(tasks) if tasks else None)
     run_dir = out_dir or Path("runs") / settings.campaign
     summary = run_campaign(settings, run_dir, progress=True)
@@ -492,6 +500,7 @@ def compare_command(
                     "(each costs one probe pass, cached); 0 leaves it out")] = 3,
     probes: ProbesOpt = None,
     device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "float32",
     as_json: JsonOpt = False,
 ) -> None:
     """The searched model(s), the greedy allocator and every heuristic baseline on held-out test text, in one run
@@ -515,10 +524,11 @@ def compare_command(
     task_names = _task_names(tasks, limit)
     probe_spec(probes or "loss")
     _quiet_libraries()
-    loaded = load_model(model, device=device)
+    loaded = load_model(model, dtype=dtype, device=device)
     shape = ModelShape.from_config(loaded.model.config)
     SearchSpace(shape).check_budget(budget)
-    limits = with_latency(limits, loaded.model.config, space_for(shape), not as_json, loaded.model.device)
+    limits = with_latency(limits, loaded.model.config, space_for(shape), not as_json, loaded.model.device,
+                          loaded.model.dtype)
     models = {}
     for path in arch_paths or []:
         arch = Architecture.load(path, shape)
@@ -554,8 +564,15 @@ def compare_command(
                   + (f"; no budget up to {HIGHEST_BUDGET:.0%} does for {', '.join(unmet)}" if unmet else "") + ".")
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an accelerator running out of memory (torch is loaded by then whenever it is)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.OutOfMemoryError)
+
+
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point: user errors become one line on stderr and exit code 2, and so does a model too large
+    for its device, with what to try (a campaign or worker killed by it resumes where it stopped)."""
     try:
         app()
     except PrunesearchError as exc:
@@ -564,3 +581,10 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         raise SystemExit(130) from None
+    except Exception as exc:
+        if not _out_of_memory(exc):
+            raise
+        first = str(exc).split(". ")[0]
+        sys.stderr.write(f"error: the device ran out of memory ({first}): load the model in half precision "
+                         "(--dtype bfloat16), use a larger device, or lower --speed-batch/--speed-context\n")
+        raise SystemExit(2) from None

@@ -108,11 +108,12 @@ def test_sample_is_deterministic(sampled, tiny_dir, env, tmp_path):
 
 
 @needs_ptb
-@pytest.mark.parametrize("mode", ["prefill", "decode"])
-def test_evaluate_json(mode, sampled, tiny_dir, env):
+@pytest.mark.parametrize("mode, dtype", [("prefill", "float32"), ("decode", "bfloat16")])
+def test_evaluate_json(mode, dtype, sampled, tiny_dir, env):
     result = run(
         env, "evaluate", "--model", tiny_dir, "--arch", sampled, "--data", "ptb-test", "--window", "32",
-        "--max-tokens", "256", "--speed-repeats", "1", "--speed-mode", mode, "--device", "cpu", "--json",
+        "--max-tokens", "256", "--speed-repeats", "1", "--speed-mode", mode, "--device", "cpu", "--dtype", dtype,
+        "--json",
     )
     assert_ok(result)
     lines = [line for line in result.stdout.splitlines() if line.strip()]
@@ -130,6 +131,7 @@ def test_evaluate_json(mode, sampled, tiny_dir, env):
     assert record["speed_ratio"] > 0 and record["speed_mode"] == mode
     assert isinstance(record["fingerprint"], str) and record["fingerprint"]
     assert record["device"].startswith("cpu: ") and "threads" in record["device"]
+    assert record["dtype"] == dtype
     c = cost(Architecture.load(sampled, tiny_shape(tiny_dir)), seq_len=32)
     assert record["params"] == c.params
     assert record["dense_params"] == c.dense_params
@@ -221,17 +223,20 @@ def test_a_malformed_speed_workload(sampled, tiny_dir, env, option, value, messa
     assert result.stdout.strip() == ""
 
 
-@pytest.mark.parametrize("command, device, message", [
-    ("evaluate", "tpu", "device 'tpu' is not a device name"),
-    ("campaign", "cuda:9", "device 'cuda:9'"),
+@pytest.mark.parametrize("command, option, message", [
+    ("evaluate", ["--device", "tpu"], "device 'tpu' is not a device name"),
+    ("campaign", ["--device", "cuda:9"], "device 'cuda:9'"),
+    ("compare", ["--dtype", "int8"], "dtype 'int8' is not supported (choose from float32, bfloat16, float16)"),
 ])
-def test_a_device_pytorch_cannot_use_is_refused_before_any_work(command, device, message, tiny_dir, env, tmp_path):
+def test_a_device_or_precision_pytorch_cannot_use_is_refused_before_any_work(command, option, message, tiny_dir,
+                                                                            env, tmp_path):
     import torch
 
     if torch.cuda.device_count() > 9:
         pytest.skip("this machine has a tenth CUDA device")
-    result = run(env, command, "--model", tiny_dir, "--device", device, *(
-        ["--budget", "0.2", "--out", tmp_path / "run"] if command == "campaign" else []))
+    result = run(env, command, "--model", tiny_dir, *option, *(
+        ["--budget", "0.2", "--out", tmp_path / "run"] if command == "campaign" else []),
+        *(["--budget", "0.2"] if command == "compare" else []))
     assert_user_error(result, message)
     assert not (tmp_path / "run").exists(), "nothing written before the device is checked"
 
@@ -248,6 +253,27 @@ def test_unsupported_model_type(env, tmp_path):
     result = run(env, "sample", "--model", folder, "--out", tmp_path / "x.json")
     message = assert_user_error(result, "gpt2")
     assert "not supported" in message
+
+
+def test_a_device_out_of_memory_is_one_error_line_with_what_to_try(monkeypatch, capsys):
+    import torch
+
+    from prunesearch import cli
+
+    def full(*_args, **_kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
+                                     "79.19 GiB of which 1.06 GiB is free.")
+
+    monkeypatch.setattr(cli, "app", full)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == ["error: the device ran out of memory (CUDA out of memory): load the model in half precision "
+                     "(--dtype bfloat16), use a larger device, or lower --speed-batch/--speed-context"]
+    monkeypatch.setattr(cli, "app", lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        cli.main()
 
 
 def test_long_error_is_one_line(monkeypatch, capsys, tmp_path):

@@ -1,5 +1,6 @@
-"""Choosing where models run: names resolved and refused up front, timings that wait for the device, and (only
-where PyTorch sees a CUDA device) the same numbers on the GPU as on the CPU."""
+"""Choosing where and in what precision models run: names resolved and refused up front, timings that wait for the
+device, a bf16 model that is its own model, and (only where PyTorch sees a CUDA device) the same numbers on the GPU
+as on the CPU."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate import speed as speed_module
-from prunesearch.models import load_model, resolve_device
+from prunesearch.evaluate.perplexity import perplexity
+from prunesearch.models import load_model, resolve_device, resolve_dtype
 from prunesearch.pruners import materialize, select_units
 from prunesearch.pruners.calibration import collect
 from prunesearch.search.config import CampaignConfig
@@ -47,13 +49,16 @@ def test_a_device_pytorch_cannot_use_is_a_clear_error(monkeypatch, count, name, 
         resolve_device(name)
 
 
-def test_a_campaign_config_checks_its_device(monkeypatch):
+def test_a_campaign_config_checks_its_device_and_precision(monkeypatch):
     _cuda(monkeypatch, 0)
-    assert CampaignConfig().device == "auto"
+    assert CampaignConfig().device == "auto" and CampaignConfig().dtype == "float32"
     with pytest.raises(PrunesearchError, match="sees no CUDA device"):
         CampaignConfig(device="cuda")
-    with pytest.raises(PrunesearchError, match="'device' must be a device name"):
+    with pytest.raises(PrunesearchError, match="'device' must be a name"):
         CampaignConfig.from_dict({"device": 0})
+    with pytest.raises(PrunesearchError, match="dtype 'fp8' is not supported"):
+        CampaignConfig(dtype="fp8")
+    assert resolve_dtype("bfloat16") == resolve_dtype(torch.bfloat16) == torch.bfloat16
 
 
 def test_load_model_puts_the_model_where_asked_and_refuses_a_device_it_cannot_use(tiny_dir, monkeypatch):
@@ -62,6 +67,25 @@ def test_load_model_puts_the_model_where_asked_and_refuses_a_device_it_cannot_us
     _cuda(monkeypatch, 0)
     with pytest.raises(PrunesearchError, match="sees no CUDA device"):
         load_model(str(tiny_dir), device="cuda")
+
+
+def test_a_bf16_model_is_a_model_of_its_own_and_prunes_like_the_fp32_one(tiny_dir):
+    from prunesearch.pruners.sensitivity import SensitivitySpec, probe
+    from prunesearch.pruners.sleb import sleb_order
+    from prunesearch.pruners.transact import transact_scores
+
+    full, again, half = (load_model(str(tiny_dir), dtype=d) for d in ("float32", "float32", "bfloat16"))
+    assert half.model.dtype == torch.bfloat16
+    assert full.fingerprint == again.fingerprint != half.fingerprint, "caches, stores and predictors keep them apart"
+    shape = ModelShape.from_config(full.model.config)
+    arch = _arch(full.model)
+    ppl = [perplexity(materialize(m.model, arch), WINDOWS, progress=False).ppl for m in (full, half)]
+    assert materialize(half.model, arch).dtype == torch.bfloat16
+    assert ppl[1] == pytest.approx(ppl[0], rel=0.05)
+    scores = transact_scores(collect(half.model, WINDOWS, progress=False), shape)
+    spec = SensitivitySpec(count=6, length=32, mlp_levels=(0.5, 0.0), batch_size=3)
+    assert torch.isfinite(torch.as_tensor(probe(half.model, scores, WINDOWS, spec, progress=False).mlp)).all()
+    assert sleb_order(half.model, WINDOWS, 2, progress=False) == sleb_order(full.model, WINDOWS, 2, progress=False)
 
 
 @torch.no_grad()
@@ -110,8 +134,6 @@ def test_calibration_and_a_pruned_model_on_the_gpu_match_the_cpu():
 
 @needs_cuda
 def test_the_fingerprint_and_a_perplexity_on_the_gpu_match_the_cpu(tiny_dir):
-    from prunesearch.evaluate.perplexity import perplexity
-
     cpu, gpu = load_model(str(tiny_dir), device="cpu"), load_model(str(tiny_dir), device="cuda")
     assert gpu.model.device.type == "cuda" and gpu.fingerprint == cpu.fingerprint
     assert perplexity(gpu.model, WINDOWS, progress=False).ppl == pytest.approx(
@@ -151,3 +173,16 @@ def test_probes_block_order_and_refit_on_the_gpu_match_the_cpu():
         logits_cpu = fitted_cpu(input_ids=WINDOWS).logits
         logits_gpu = fitted_gpu(input_ids=WINDOWS.cuda()).logits.cpu()
     assert torch.allclose(logits_cpu, logits_gpu, rtol=1e-3, atol=1e-3)
+
+
+def test_a_worker_joins_a_bf16_campaign_in_bf16(tiny_dir, tmp_path):
+    from prunesearch.evaluate import Fidelity, PairStore, default_storage
+    from prunesearch.evaluate.worker import join
+
+    half = load_model(str(tiny_dir), dtype="bfloat16")
+    url = default_storage(tmp_path)
+    space = SearchSpace(ModelShape.from_config(half.model.config), mlp_step=8)
+    PairStore(url, "c", {"fingerprint": half.fingerprint, "space": space.to_dict(), "dtype": "bfloat16",
+                         "fidelity": Fidelity().to_dict(), "model": str(tiny_dir)})
+    _, loaded, _, _ = join(url, "c", device="cpu")
+    assert loaded.model.dtype == torch.bfloat16 and loaded.fingerprint == half.fingerprint

@@ -72,7 +72,7 @@ def test_speedups_are_over_the_dense_parent_in_its_own_class(monkeypatch):
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(parent, "forward", sleepy)
-    monkeypatch.setattr(latency_module, "_random_parent", lambda config, device: parent)
+    monkeypatch.setattr(latency_module, "_random_parent", lambda config, device, dtype: parent)
     space = space_for(ModelShape.from_config(SMALL_LLAMA))
     model = latency_module.measure_latency(SMALL_LLAMA, space, Workload(context=16), samples=8, repeats=1,
                                            progress=False)
@@ -103,3 +103,19 @@ def test_a_decode_latency_model_times_generated_tokens_and_serves_only_a_floor_o
         LatencyModel(decode.shape, 64, 1, "cpu", 0.0, decode.coef, 0.1, "sideways")
     with pytest.raises(PrunesearchError, match="the dense parent's time > 0"):
         LatencyModel(decode.shape, 64, 1, "cpu", 0.0, decode.coef, 0.0)
+
+
+def test_a_bf16_latency_model_times_bf16_models_and_is_cached_apart(monkeypatch):
+    import torch
+
+    timed: list[torch.dtype] = []
+    monkeypatch.setattr(latency_module, "step_timer",
+                        lambda model, batch, mode: (timed.append(model.dtype), lambda: 1e-3)[1])
+    space = space_for(ModelShape.from_config(SMALL_LLAMA))
+    half = latency_model(SMALL_LLAMA, space, Workload(context=16), samples=8, repeats=1, progress=False,
+                         dtype=torch.bfloat16)
+    assert timed and set(timed) == {torch.bfloat16}, "the parent and every sample run in the precision asked for"
+    timed.clear()
+    latency_model(SMALL_LLAMA, space, Workload(context=16), samples=8, repeats=1, progress=False)
+    assert set(timed) == {torch.float32}, "an fp32 model is timed again, not read from the bf16 one's cache"
+    assert half.parent == pytest.approx(1e-3)

@@ -204,6 +204,7 @@ def test_a_collapse_is_recorded_excluded_and_never_reevaluated(url, bad):
         ({"fidelity": Fidelity(tokens=4096).to_dict()}, "was run with another fidelity: tokens 2048, not 4096"),
         ({"units": "transact"}, "chose units by activation scores, not transact"),
         ({"refit": {"damp": 0.05}}, "materialized its pairs with refit null, not"),
+        ({"dtype": "bfloat16", "fingerprint": "1234567890abcdef"}, "ran its model in float32, not bfloat16"),
     ],
 )
 def test_reopening_for_another_campaign_setup_is_refused(change, message):

@@ -59,37 +59,39 @@ def _random_scores(space: SearchSpace, seed: int) -> UnitScores:
                       torch.rand(s.num_layers, s.num_kv_heads, s.head_dim // 2, generator=g))
 
 
-def _random_model(dense_config, arch: Architecture, scores: UnitScores,
-                  device: torch.device = torch.device("cpu")) -> PrunedLlamaForCausalLM:
+def _random_model(dense_config, arch: Architecture, scores: UnitScores, device: torch.device = torch.device("cpu"),
+                  dtype: torch.dtype = torch.float32) -> PrunedLlamaForCausalLM:
     torch.manual_seed(0)
     with device:
-        return PrunedLlamaForCausalLM(pruned_config(dense_config, select_units(arch, scores, "random"))).eval()
+        config = pruned_config(dense_config, select_units(arch, scores, "random"))
+        return PrunedLlamaForCausalLM(config).to(dtype).eval()
 
 
-def _random_parent(dense_config, device: torch.device = torch.device("cpu")) -> PreTrainedModel:
+def _random_parent(dense_config, device: torch.device = torch.device("cpu"),
+                   dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     """The dense model in its own class (e.g. ``LlamaForCausalLM``): what a speedup is over."""
     torch.manual_seed(0)
     with device:
-        return AutoModelForCausalLM.from_config(dense_config).float().eval()
+        return AutoModelForCausalLM.from_config(dense_config).to(dtype).eval()
 
 
 @torch.no_grad()
 def measure_latency(dense_config, space: SearchSpace, workload: Workload = Workload(), samples: int = 24,
                     repeats: int = 3, seed: int = 0, progress: bool = True,
-                    device: torch.device = torch.device("cpu")) -> LatencyModel:
+                    device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32) -> LatencyModel:
     """Time ``samples`` sampled architectures (the dense one first) beside the dense parent in its own class
-    (``repeats`` interleaved steps of ``workload`` each on ``device``, after a warm-up) and fit the latency model to
-    them."""
+    (``repeats`` interleaved steps of ``workload`` each on ``device`` in ``dtype``, after a warm-up) and fit the
+    latency model to them."""
     if samples < 8 or repeats < 1:
         raise ValueError("a latency fit needs at least 8 sampled architectures and 1 timed step each")
     archs = latency_archs(space, samples, seed)
     scores = _random_scores(space, seed)
     batch, mode = prompt(dense_config, workload, seed).to(device), workload.mode
-    dense = step_timer(_random_parent(dense_config, device), batch, mode)
+    dense = step_timer(_random_parent(dense_config, device, dtype), batch, mode)
     dense()
     ratios, dense_times = [], []
     for arch in tqdm(archs, desc=f"latency ({workload.describe()})", disable=not progress):
-        timer = step_timer(_random_model(dense_config, arch, scores, device), batch, mode)
+        timer = step_timer(_random_model(dense_config, arch, scores, device, dtype), batch, mode)
         timer()
         times, beside = [], []
         for _ in range(repeats):
@@ -115,24 +117,28 @@ def measure_latency(dense_config, space: SearchSpace, workload: Workload = Workl
 
 def latency_model(dense_config, space: SearchSpace, workload: Workload = Workload(), samples: int = 24,
                   repeats: int = 3, seed: int = 0, progress: bool = True,
-                  device: torch.device = torch.device("cpu")) -> LatencyModel:
-    """``measure_latency``, cached per model shape, workload, settings and device (timing takes minutes)."""
+                  device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32) -> LatencyModel:
+    """``measure_latency``, cached per model shape, workload, settings, device and precision (timing takes
+    minutes)."""
     key = json.dumps({"shape": space.shape.to_dict(), "mode": workload.mode, "seq_len": workload.context,
                       "batch_size": workload.batch, "samples": samples, "repeats": repeats, "timing": TIMING,
-                      "seed": seed, "device": describe_device(device), "mlp_step": space.mlp_step}, sort_keys=True)
+                      "seed": seed, "device": describe_device(device), "mlp_step": space.mlp_step,
+                      **({} if dtype == torch.float32 else {"dtype": str(dtype)})}, sort_keys=True)
     path = cache_dir("latency") / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if path.exists():
         return LatencyModel.load(path)
-    model = measure_latency(dense_config, space, workload, samples, repeats, seed, progress, device)
+    model = measure_latency(dense_config, space, workload, samples, repeats, seed, progress, device, dtype)
     model.save(path)
     return model
 
 
 def with_latency(limits: Limits, dense_config, space: SearchSpace, progress: bool = True,
-                 device: torch.device = torch.device("cpu")) -> Limits:
-    """``limits`` with ``device``'s latency model of its speed workload attached when it has a speed floor and
-    none yet; a workload the model cannot take is refused here, before a campaign, comparison or search starts."""
+                 device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32) -> Limits:
+    """``limits`` with the latency model of its speed workload on ``device`` in ``dtype`` attached when it has a
+    speed floor and none yet; a workload the model cannot take is refused here, before a campaign, comparison or
+    search starts."""
     check_workload(dense_config, limits.speed)
     if limits.speedup is None or limits.latency is not None:
         return limits
-    return replace(limits, latency=latency_model(dense_config, space, limits.speed, progress=progress, device=device))
+    return replace(limits, latency=latency_model(dense_config, space, limits.speed, progress=progress, device=device,
+                                                 dtype=dtype))

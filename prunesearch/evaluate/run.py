@@ -18,7 +18,7 @@ from prunesearch.evaluate.perplexity import Perplexity, perplexity
 from prunesearch.evaluate.speed import check_workload, compare_speed
 from prunesearch.evaluate.store import Fidelity
 from prunesearch.errors import ArchitectureError
-from prunesearch.models import LoadedModel, describe_device
+from prunesearch.models import LoadedModel, describe_device, dtype_name
 from prunesearch.paths import atomic_write_text, cache_dir
 from prunesearch.pruners import (CalibrationSpec, Refit, UnitScores, calibrate, materialize,
                                  select_units)
@@ -114,6 +114,7 @@ def evaluate_architecture(
         "calibration": asdict(calibration),
         "refit": refit.spec.to_dict() if refit else None,
         "device": describe_device(loaded.model.device),
+        "dtype": dtype_name(loaded.model.dtype),
         "versions": environment(),
     }
     if with_dense:

@@ -211,6 +211,9 @@ class PairStore:
 
     def _check(self, stored: dict[str, Any], given: dict[str, Any]) -> None:
         name = f"campaign '{self.campaign}'"
+        dtype = stored.get("dtype", "float32"), given.get("dtype", "float32")
+        if dtype[0] != dtype[1]:
+            raise PrunesearchError(f"{name} ran its model in {dtype[0]}, not {dtype[1]}")
         if stored["fingerprint"] != given["fingerprint"]:
             raise PrunesearchError(f"{name} was run for model {stored['fingerprint']}, not {given['fingerprint']}")
         for key, what in (("space", "search space"), ("fidelity", "fidelity")):

@@ -73,7 +73,7 @@ def join(storage: str, campaign: str, model: str | None = None, device: str = "c
     refit."""
     store = PairStore(storage, campaign)
     meta = store.meta
-    loaded = load_model(model or meta["model"], device=device)
+    loaded = load_model(model or meta["model"], dtype=meta.get("dtype", "float32"), device=device)
     if loaded.fingerprint != meta["fingerprint"]:
         raise PrunesearchError(f"campaign '{campaign}' is for model {meta['fingerprint']}; "
                                f"{model or meta['model']} is {loaded.fingerprint}")

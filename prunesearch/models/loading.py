@@ -16,7 +16,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from prunesearch.errors import UnsupportedModelError
-from prunesearch.models.device import resolve_device
+from prunesearch.models.device import resolve_device, resolve_dtype
 from prunesearch.models.fingerprint import fingerprint
 from prunesearch.paths import atomic_dir, cache_dir
 
@@ -111,15 +111,15 @@ def load_config(name_or_path: str = DEFAULT_MODEL):
     return config
 
 
-def load_model(name_or_path: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32,
+def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
                device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a dense causal LM by built-in name or local path, in eval mode, fp32 by default (fast on CPU), on
-    ``device`` (see ``resolve_device``; checked before the weights are read). The fingerprint is taken on the CPU
-    copy, so it names the same weights whatever device they then run on."""
-    target = resolve_device(device)
+    """Load a dense causal LM by built-in name or local path, in eval mode, in ``dtype`` (fp32 by default: fast on
+    a CPU), on ``device`` (``resolve_device``; both checked before the weights are read). The fingerprint is taken
+    on the CPU copy, so it names the same weights whatever device they then run on."""
+    target, precision = resolve_device(device), resolve_dtype(dtype)
     load_config(name_or_path)
     folder = _resolve(name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=precision)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     digest = fingerprint(model)

@@ -109,18 +109,19 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     """Load the model, compute (or load cached) priors and probes, open the campaign's store."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    loaded = load_model(config.model, device=config.device)
+    loaded = load_model(config.model, dtype=config.dtype, device=config.device)
     seconds["load model"] = time.perf_counter() - start
     shape = ModelShape.from_config(loaded.model.config)
     space = space_for(shape, config.mlp_step)
-    limits = with_latency(config.limits(), loaded.model.config, space, progress, loaded.model.device)
+    limits = with_latency(config.limits(), loaded.model.config, space, progress, loaded.model.device,
+                          loaded.model.dtype)
     for budget in config.budgets:
         Decoder(space, budget, config.slack, limits)  # refuses an impossible budget or limit up front
     fidelity = config.fidelity()
     storage = config.storage or default_storage(run_dir)
     refit_spec = config.refit_spec()
     meta = {"fingerprint": loaded.fingerprint, "space": space.to_dict(), "fidelity": fidelity.to_dict(),
-            "model": loaded.name, "units": config.units, "heartbeat": config.heartbeat,
+            "model": loaded.name, "dtype": config.dtype, "units": config.units, "heartbeat": config.heartbeat,
             "refit": refit_spec.to_dict() if refit_spec else None}
     store = PairStore(storage, config.campaign, meta)
     final = config.final_fidelity()
@@ -261,7 +262,8 @@ def training_data(store: PairStore, objective: str = "ppl"
 
 def fit(setup: Setup, extra_meta: dict[str, Any] | None = None) -> Predictor:
     archs, y, _, _ = training_data(setup.store, setup.config.objective)
-    meta = {"fingerprint": setup.loaded.fingerprint, "model": setup.loaded.name, "space": setup.space.to_dict(),
+    meta = {"fingerprint": setup.loaded.fingerprint, "model": setup.loaded.name, "dtype": setup.config.dtype,
+            "space": setup.space.to_dict(),
             "fidelity": setup.fidelity.to_dict(), "calibration": asdict(setup.calibration), "n_train": len(y),
             "units": setup.config.units, "objective": setup.config.objective, "refit": _refit_meta(setup),
             **(extra_meta or {})}

@@ -9,7 +9,7 @@ from typing import Any
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate.store import Fidelity
-from prunesearch.models import resolve_device
+from prunesearch.models import resolve_device, resolve_dtype
 from prunesearch.predictor.model import MEMBERS
 from prunesearch.pruners.priors import UNIT_METHODS
 from prunesearch.pruners.refit import RefitSpec
@@ -60,6 +60,8 @@ class CampaignConfig:
     ``RefitSpec``, or a table of its fields (e.g. ``refit = {count = 64}`` for fewer calibration windows).
     ``device``: where the model runs (``prunesearch.models.resolve_device``: ``auto`` takes the first CUDA GPU when
     there is one); not part of the campaign's identity, so a campaign may resume, or take workers, on another.
+    ``dtype``: the weights' precision (``float32``, ``bfloat16`` or ``float16``); part of the model's fingerprint,
+    so a campaign resumes, and its workers join, only in its own.
     """
 
     model: str = "smollm2-135m"
@@ -102,6 +104,7 @@ class CampaignConfig:
     speed_context: int = 512
     refit: bool | dict[str, Any] = False
     device: str = "auto"
+    dtype: str = "float32"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -136,9 +139,11 @@ class CampaignConfig:
                 raise PrunesearchError(f"campaign setting '{name}' must not be negative, got {getattr(self, name)}")
         self.limits()
         self.refit_spec()
-        if not isinstance(self.device, str):
-            raise PrunesearchError(f"campaign setting 'device' must be a device name, got {self.device!r}")
+        for name in ("device", "dtype"):
+            if not isinstance(getattr(self, name), str):
+                raise PrunesearchError(f"campaign setting '{name}' must be a name, got {getattr(self, name)!r}")
         resolve_device(self.device)
+        resolve_dtype(self.dtype)
 
     def refit_spec(self) -> RefitSpec | None:
         """The refit every pruned model gets (None: plain)."""

@@ -14,7 +14,7 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate import measure
 from prunesearch.evaluate.latency import with_latency
 from prunesearch.evaluate.store import Fidelity, Pair
-from prunesearch.models import load_config, resolve_device
+from prunesearch.models import load_config, resolve_device, resolve_dtype
 from prunesearch.predictor import Predictor
 from prunesearch.pruners.greedy import greedy_allocation
 from prunesearch.search.campaign import SEARCH, sensitivity_of
@@ -46,7 +46,8 @@ def reuse_search(directory: Path, budget: float, verify: int = 0, trials: int = 
         raise PrunesearchError(f"pessimism must not be negative, got {pessimism}")
     if space.shape != predictor.ctx.shape:
         raise PrunesearchError(f"predictor {directory} is inconsistent: its space and features describe other models")
-    limits = with_latency(limits, load_config(predictor.meta["model"]), space, progress, target)
+    precision = resolve_dtype(predictor.meta.get("dtype", "float32"))
+    limits = with_latency(limits, load_config(predictor.meta["model"]), space, progress, target, precision)
     greedy_seed = greedy_allocation(space, sensitivity_of(predictor.ctx), budget)
     seeds = [greedy_seed, space.repair(Architecture.dense(space.shape), budget)]
     score = partial(predictor.predict_arrays, pessimism=pessimism)
@@ -92,7 +93,7 @@ def _verify(predictor: Predictor, candidates: list[Architecture], progress: bool
     from prunesearch.pruners.priors import compute_priors
 
     meta = predictor.meta
-    loaded = load_model(meta["model"], device=device)
+    loaded = load_model(meta["model"], dtype=meta.get("dtype", "float32"), device=device)
     if loaded.fingerprint != meta["fingerprint"]:
         raise PrunesearchError(f"predictor was trained for model {meta['fingerprint']}, not {loaded.fingerprint}")
     calibration = CalibrationSpec(**meta["calibration"])
