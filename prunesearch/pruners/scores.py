@@ -41,8 +41,9 @@ def activation_scores(model: PreTrainedModel, stats: CalibrationStats) -> UnitSc
     s = ModelShape.from_config(model.config)
     L, KV, G, D = s.num_layers, s.num_kv_heads, s.group_size, s.head_dim
     n = stats.tokens
-    w_down = torch.stack([b.mlp.down_proj.weight.float().norm(dim=0) for b in model.model.layers])
-    w_o = torch.stack([b.self_attn.o_proj.weight.float().norm(dim=0) for b in model.model.layers])
+    # weight norms come back to the CPU, where the calibration statistics (and every score) live
+    w_down = torch.stack([b.mlp.down_proj.weight.float().norm(dim=0) for b in model.model.layers]).cpu()
+    w_o = torch.stack([b.self_attn.o_proj.weight.float().norm(dim=0) for b in model.model.layers]).cpu()
     mlp = stats.mlp_abs / n * w_down
     heads = stats.head_out / n
     v_dims = ((stats.attn_sq / n).sqrt() * w_o).view(L, KV, G, D).sum(2)
