@@ -224,3 +224,17 @@ def test_every_baseline_and_its_measured_pair_on_the_gpu_match_the_cpu(tiny_dir,
         (gpu_key, gpu_ppl), (cpu_key, cpu_ppl) = results["cuda"][method], results["cpu"][method]
         assert gpu_key == cpu_key, method
         assert gpu_ppl == pytest.approx(cpu_ppl, rel=1e-3), method
+
+
+@needs_cuda
+def test_a_latency_model_is_timed_on_the_gpu_and_cached_apart_from_the_cpus():
+    from prunesearch.evaluate.latency import latency_model
+    from prunesearch.space import Workload, space_for
+
+    config = tiny_model().config
+    space = space_for(ModelShape.from_config(config))
+    gpu = latency_model(config, space, Workload(context=64), samples=8, repeats=1, progress=False,
+                        device=torch.device("cuda", 0))
+    cpu = latency_model(config, space, Workload(context=64), samples=8, repeats=1, progress=False)
+    assert gpu.device.startswith("cuda: ") and cpu.device.startswith("cpu: ")
+    assert gpu.parent > 0 and gpu.fit["timed"] == 9

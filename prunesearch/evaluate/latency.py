@@ -61,9 +61,9 @@ def _random_scores(space: SearchSpace, seed: int) -> UnitScores:
 
 def _random_model(dense_config, arch: Architecture, scores: UnitScores, device: torch.device = torch.device("cpu"),
                   dtype: torch.dtype = torch.float32) -> PrunedLlamaForCausalLM:
+    config = pruned_config(dense_config, select_units(arch, scores, "random"))
     torch.manual_seed(0)
-    with device:
-        config = pruned_config(dense_config, select_units(arch, scores, "random"))
+    with device:  # built where it is timed; the units were chosen on the CPU, where the scores are
         return PrunedLlamaForCausalLM(config).to(dtype).eval()
 
 
