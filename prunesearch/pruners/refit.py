@@ -110,7 +110,7 @@ def collect_moments(model: PreTrainedModel, windows: torch.Tensor, batch_size: i
     def hook(key: tuple[str, int]):
         def add(_module, args):
             x = args[0].reshape(-1, args[0].shape[-1]).float()
-            product = (x.T @ x).double().cpu()
+            product = (x.T @ x).cpu().double()  # fp64 on the CPU: some accelerators (MPS) have none
             sums[key] = sums[key] + product if key in sums else product
         return add
 
