@@ -229,6 +229,10 @@ def test_campaign_writes_best_predictor_and_report(finished):
     assert "figures/layer-losses-20.png" in report and (run_dir / "figures" / "layer-losses-20.png").stat().st_size > 0
     names = [row["name"] for row in summary["comparison"]]
     assert names[0] == "dense" and "greedy 20%" in names and "transact 20%" in names
+    from prunesearch.models import describe_device, resolve_device
+
+    assert summary["device"] == describe_device(resolve_device("auto")) and summary["dtype"] == "float32"
+    assert f"- **device**: {summary['device']}" in report and "- **weights**: float32" in report
     assert summary["pairs"] >= config.pairs
     tables = Predictor.load(run_dir / "predictor").ctx.tables
     assert {"sensitivity/mlp", "probed20/mlp", "probed20/kv"} <= set(tables)

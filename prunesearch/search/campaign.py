@@ -434,7 +434,7 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
     quality = predictor_quality(setup)
     report, rows = write_campaign_report(setup, seeds, best_archs, run_dir, quality, progress, predictor)
     summary = {"campaign": config.campaign, "run_dir": str(run_dir), "fingerprint": setup.loaded.fingerprint,
-               "device": describe_device(setup.loaded.model.device),
+               "device": describe_device(setup.loaded.model.device), "dtype": config.dtype,
                "pairs": len(setup.store.pairs(include_collapsed=True)), "best": best,
                "predictor": str(run_dir / "predictor"), "report": str(report), "seconds": setup.seconds,
                "predictor_quality": {k: v for k, v in quality.items() if k not in ("predicted", "real", "groups")},
@@ -558,7 +558,7 @@ def write_campaign_report(setup: Setup, seeds: dict[float, dict[str, Architectur
                 row.budget = budget
             rows += budget_rows if not rows else budget_rows[1:]
     summary = {"model": setup.loaded.name, "fingerprint": setup.loaded.fingerprint,
-               "device": describe_device(setup.loaded.model.device),
+               "device": describe_device(setup.loaded.model.device), "weights": setup.config.dtype,
                "budgets": ", ".join(f"{b:.0%}" for b in setup.config.budgets),
                "limits": limits.describe(), "pairs": len(pairs),
                "refit": (f"least-squares refit of output projections, every pruned model "
