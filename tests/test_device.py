@@ -5,6 +5,7 @@ as on the CPU."""
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import pytest
 import torch
@@ -48,7 +49,7 @@ def test_auto_takes_the_first_gpu_when_there_is_one_else_the_cpu(monkeypatch):
 ])
 def test_a_device_pytorch_cannot_use_is_a_clear_error(monkeypatch, count, name, message):
     _cuda(monkeypatch, count)
-    with pytest.raises(PrunesearchError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(PrunesearchError, match=re.escape(message)):
         resolve_device(name)
 
 
