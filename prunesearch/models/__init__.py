@@ -2,7 +2,7 @@
 
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from prunesearch.models.device import DTYPES, describe_device, dtype_name, resolve_device, resolve_dtype, synchronize
+from prunesearch.models.device import describe_device, dtype_name, resolve_device, resolve_dtype
 from prunesearch.models.fingerprint import fingerprint
 from prunesearch.models.loading import DEFAULT_MODEL, LoadedModel, check_supported, load_config, load_model
 from prunesearch.models.modeling_pruned_llama import PrunedLlamaConfig, PrunedLlamaForCausalLM
@@ -14,7 +14,6 @@ PrunedLlamaForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 
 __all__ = [
     "DEFAULT_MODEL",
-    "DTYPES",
     "LoadedModel",
     "PrunedLlamaConfig",
     "PrunedLlamaForCausalLM",
@@ -26,5 +25,4 @@ __all__ = [
     "load_model",
     "resolve_device",
     "resolve_dtype",
-    "synchronize",
 ]
