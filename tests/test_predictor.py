@@ -15,6 +15,7 @@ import torch
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.predictor.probe_index import ProbeIndex
+from prunesearch.predictor.smooth import SmoothModel
 from prunesearch.predictor.model import MEMBERS
 from prunesearch.predictor import (
     FeatureContext,
@@ -321,6 +322,30 @@ def test_predictor_ranks_held_out_architectures(fitted, archs, target):
     np.testing.assert_array_equal(fitted.predict_arrays(counts), predicted)
 
 
+def test_the_prediction_averages_the_trees_and_the_smooth_model(fitted, probed, archs, target):
+    """The trees' mean and a Gaussian process on the aggregate columns, half and half; the members' spread (the
+    search's pessimism) stays the trees'; without ``smooth`` the trees alone."""
+    X = fitted._with_index(featurize(archs[200:], probed))
+    trees, smooth = fitted._members(X), fitted.smooth_model.predict(X)
+    np.testing.assert_allclose(fitted.predict(archs[200:]), (trees.mean(0) + smooth) / 2, rtol=1e-12)
+    counts = np.stack([a.as_array() for a in archs[200:]])
+    np.testing.assert_allclose(fitted.predict_arrays(counts, pessimism=2.0) - fitted.predict_arrays(counts),
+                               2 * trees.std(0), rtol=1e-9, atol=1e-12)
+    names = [fitted.names[j] if j < len(fitted.names) else "probe_index" for j in fitted.smooth_model.positions]
+    assert "probe_index" in names and "sum:mlp" in names and not any(n.endswith("]") for n in names)
+    assert kendall_tau(target[200:], smooth) > 0.5
+    plain = Predictor(probed, smooth=False, **FAST).fit(archs[:100], target[:100])
+    assert plain.smooth_model is None
+    X = plain._with_index(featurize(archs[200:], probed))
+    np.testing.assert_array_equal(plain.predict(archs[200:]), plain._members(X).mean(0))
+
+
+def test_the_smooth_model_needs_a_varying_aggregate_column():
+    X = np.column_stack([np.arange(10.0), np.ones(10)])
+    with pytest.raises(PrunesearchError, match="no aggregate feature varies"):
+        SmoothModel.fit(X, np.arange(10.0), ["keep[0]", "sum:keep"])
+
+
 def test_fitting_is_deterministic(ctx, archs, target):
     a = Predictor(ctx, **FAST).fit(archs[:100], target[:100]).predict(archs[200:])
     b = Predictor(ctx, **FAST).fit(archs[:100], target[:100]).predict(archs[200:])
@@ -371,24 +396,26 @@ def test_ensemble_members_spread_where_nothing_was_measured(fitted, ctx, archs):
 
 
 def test_a_single_booster_predictor_of_the_first_format_still_loads(ctx, archs, target, tmp_path):
-    single = Predictor(ctx, members=1, **FAST).fit(archs[:100], target[:100], {"fingerprint": "model-a"})
+    single = Predictor(ctx, members=1, smooth=False, **FAST).fit(archs[:100], target[:100], {"fingerprint": "model-a"})
     single.save(tmp_path / "p")
     info = json.loads((tmp_path / "p" / "predictor.json").read_text())
     (tmp_path / "p" / "model-0.json").rename(tmp_path / "p" / "model.json")
     info.pop("members")
+    info.pop("smooth")
     (tmp_path / "p" / "predictor.json").write_text(json.dumps({**info, "format": "prunesearch.predictor/1"}))
     loaded = Predictor.load(tmp_path / "p")
     np.testing.assert_array_equal(loaded.predict(archs[200:]), single.predict(archs[200:]))
 
 
 def test_an_ensemble_of_the_second_format_loads_without_an_index(probed, archs, target, tmp_path):
-    plain = Predictor(probed, probe_index=False, **FAST).fit(archs[:100], target[:100])
+    plain = Predictor(probed, probe_index=False, smooth=False, **FAST).fit(archs[:100], target[:100])
     plain.save(tmp_path / "p")
     info = json.loads((tmp_path / "p" / "predictor.json").read_text())
     info.pop("index")
+    info.pop("smooth")
     (tmp_path / "p" / "predictor.json").write_text(json.dumps({**info, "format": "prunesearch.predictor/2"}))
     loaded = Predictor.load(tmp_path / "p")
-    assert loaded.index is None
+    assert loaded.index is None and loaded.smooth_model is None
     np.testing.assert_array_equal(loaded.predict(archs[200:]), plain.predict(archs[200:]))
 
 
@@ -423,10 +450,13 @@ def test_load_refuses_missing_or_corrupt_files(fitted, tmp_path):
     broken("features", lambda p: edit_info(p, features=["keep[0]"]))
     broken("index", lambda p: edit_info(p, index={"columns": ["nope[0]"], "weights": [1.0], "intercept": 0.0}))
     broken("index_missing", lambda p: edit_info(p, index=None))
+    broken("smooth_missing", lambda p: (p / "smooth.npz").unlink())
+    broken("smooth", lambda p: (p / "smooth.npz").write_bytes(b"\0" * 10))
     messages = {
         "missing": "incomplete: missing model-3.json", "json": "corrupt", "trees": "corrupt", "context": "corrupt",
         "format": "unknown format", "features": "other features", "index": "corrupt: bad probe index",
         "index_missing": "corrupt: its trees expect another feature count",
+        "smooth_missing": "incomplete: missing smooth.npz", "smooth": "corrupt: smooth.npz",
     }
     for name, message in messages.items():
         with pytest.raises(PrunesearchError, match=message):

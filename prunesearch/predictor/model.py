@@ -1,4 +1,5 @@
-"""The surrogate: gradient-boosted trees from architecture features to search-time log-perplexity.
+"""The surrogate: gradient-boosted trees from architecture features to search-time log-perplexity, averaged with a
+Gaussian process on the aggregate features (``smooth.py``).
 
 Trees suit a few hundred measured architectures and hundreds of correlated features, and predict in microseconds
 per row. A saved predictor records what it was trained for (model fingerprint, search space), and loading refuses
@@ -8,6 +9,7 @@ a mismatch rather than silently ranking another model's architectures.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,13 +21,17 @@ from prunesearch.paths import atomic_dir
 from prunesearch.predictor.context import FeatureContext
 from prunesearch.predictor.features import feature_names, featurize, featurize_arrays, monotone_signs
 from prunesearch.predictor.probe_index import ProbeIndex
+from prunesearch.predictor.smooth import SmoothModel
 from prunesearch.space import Architecture
 
-FORMAT = "prunesearch.predictor/3"
-FORMATS = ("prunesearch.predictor/1", "prunesearch.predictor/2", FORMAT)
+FORMAT = "prunesearch.predictor/4"
+FORMATS = ("prunesearch.predictor/1", "prunesearch.predictor/2", "prunesearch.predictor/3", FORMAT)
 """Readable formats: /1 holds one booster in ``model.json``, /2 an ensemble in ``model-<i>.json``, /3 adds the
-calibrated probe index (``index`` in ``predictor.json``; the trees then see it as one column past the features)."""
-MODEL_FILE, CONTEXT_FILE, META_FILE = "model.json", "context.npz", "predictor.json"
+calibrated probe index (``index`` in ``predictor.json``; the trees then see it as one column past the features), /4
+the smooth model averaged with the trees (``smooth.npz``, where ``smooth`` is true in ``predictor.json``)."""
+MODEL_FILE, CONTEXT_FILE, META_FILE, SMOOTH_FILE = "model.json", "context.npz", "predictor.json", "smooth.npz"
+INDEX_COLUMN = "probe_index"
+"""The name of the trees' last column where the predictor has a probe index."""
 MEMBERS = 15
 """Ensemble size: trees fitted on bootstrap resamples agree where pairs were measured and spread apart where the
 search wanders off them, which ``predict_arrays(..., pessimism=k)`` turns into a penalty. 15 rather than 5 raised the
@@ -62,14 +68,15 @@ class Predictor:
     236 distinct pairs that raised the 5-fold Kendall tau by 0.01 within the budget bands and 0.02 over all pairs
     (``bench/monotone.py``), and a search cannot exploit a tree that says removing more helps. With
     ``probe_index`` the trees also see the calibrated probe index (``probe_index.py``), fitted on the same pairs,
-    as one more column that may only raise the prediction.
+    as one more column that may only raise the prediction. With ``smooth`` the prediction is the mean of the trees'
+    and a Gaussian process's on the aggregate columns (``smooth.py``); the members' spread stays the trees'.
     """
 
     def __init__(self, ctx: FeatureContext, members: int = MEMBERS, monotone: bool = True, probe_index: bool = True,
-                 **xgb_params: Any) -> None:
+                 smooth: bool = True, **xgb_params: Any) -> None:
         self.ctx = ctx
         self.names, self.signs = feature_names(ctx), monotone_signs(ctx)
-        self.probe_index = probe_index
+        self.probe_index, self.smooth = probe_index, smooth
         if monotone and "monotone_constraints" not in xgb_params:
             signs = self.signs + [1] * probe_index
             xgb_params["monotone_constraints"] = f"({','.join(map(str, signs))})"
@@ -82,6 +89,7 @@ class Predictor:
         self.members = members
         self.meta: dict[str, Any] = {}
         self.index: ProbeIndex | None = None
+        self.smooth_model: SmoothModel | None = None
         self.boosters: list[xgb.Booster] = []
 
     def fit(self, archs: Sequence[Architecture], y: Sequence[float], meta: dict[str, Any] | None = None) -> "Predictor":
@@ -91,6 +99,7 @@ class Predictor:
             raise ValueError(f"{len(X)} architectures but {len(y)} targets")
         self.index = ProbeIndex.fit(X, y, self.names, self.signs) if self.probe_index else None
         X = self._with_index(X)
+        self.smooth_model = SmoothModel.fit(X, y, self._columns()) if self.smooth and len(y) >= 3 else None
         seed = self.params["random_state"]
         self.boosters = []
         for m in range(self.members):
@@ -110,8 +119,10 @@ class Predictor:
         """``predict`` of count arrays [n, L, 6] (``Architecture.as_array`` rows), what a search queries, plus
         ``pessimism`` times the members' standard deviation (a search that minimises it keeps to where the
         predictor has evidence instead of exploiting its errors)."""
-        members = self._members(featurize_arrays(counts, self.ctx))
-        return members.mean(0) + pessimism * members.std(0) if pessimism else members.mean(0)
+        X = self._with_index(featurize_arrays(counts, self.ctx))
+        members = self._members(X)
+        mean = self._blend(members.mean(0), X)
+        return mean + pessimism * members.std(0) if pessimism else mean
 
     def layer_losses(self, archs: Sequence[Architecture]) -> np.ndarray:
         """[n, L] the probe index's estimate of the log-perplexity each layer's cuts cost, per architecture: an
@@ -122,13 +133,22 @@ class Predictor:
         return self.index.by_layer(featurize(archs, self.ctx), self.ctx.shape.num_layers)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        return self._members(X).mean(0)
+        X = self._with_index(X)
+        return self._blend(self._members(X).mean(0), X)
 
     def _members(self, X: np.ndarray) -> np.ndarray:
+        """[members, n] the trees' predictions of the rows of their input ``X`` (``_with_index``)."""
         if not self.boosters:
             raise PrunesearchError("the predictor has not been trained")
-        X = self._with_index(X)
         return np.stack([b.inplace_predict(X) for b in self.boosters]).astype(np.float64)
+
+    def _blend(self, trees: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """The trees' mean prediction, averaged with the smooth model's where there is one."""
+        return trees if self.smooth_model is None else (trees + self.smooth_model.predict(X)) / 2
+
+    def _columns(self) -> list[str]:
+        """The names of the trees' input columns."""
+        return self.names + [INDEX_COLUMN] * (self.index is not None)
 
     def _with_index(self, X: np.ndarray) -> np.ndarray:
         """The trees' input: the features, then the probe index where there is one."""
@@ -145,6 +165,7 @@ class Predictor:
             "members": len(self.boosters),
             "features": self.names,
             "index": self.index.to_dict() if self.index else None,
+            "smooth": self.smooth_model is not None,
             "shape": self.ctx.shape.to_dict(),
             "params": self.params,
             "meta": self.meta,
@@ -153,6 +174,8 @@ class Predictor:
             for m, booster in enumerate(self.boosters):
                 booster.save_model(tmp / _model_file(m))
             self.ctx.save(tmp / CONTEXT_FILE)
+            if self.smooth_model is not None:
+                np.savez(tmp / SMOOTH_FILE, **self.smooth_model.to_arrays())
             (tmp / META_FILE).write_text(json.dumps(info, indent=1) + "\n")
 
     @classmethod
@@ -183,7 +206,8 @@ class Predictor:
             index = None if info.get("index") is None else ProbeIndex.from_dict(info["index"], info["features"])
         except PrunesearchError as exc:
             raise PrunesearchError(f"predictor at {directory} is corrupt: {exc}") from None
-        predictor = cls(ctx, members=len(files), monotone=False, probe_index=index is not None, **info["params"])
+        predictor = cls(ctx, members=len(files), monotone=False, probe_index=index is not None,
+                        smooth=bool(info.get("smooth")), **info["params"])
         predictor.meta, predictor.index = info["meta"], index
         columns = len(info["features"]) + (index is not None)
         for name in files:
@@ -196,7 +220,20 @@ class Predictor:
             if booster.num_features() != columns:
                 raise PrunesearchError(f"predictor at {directory} is corrupt: its trees expect another feature count")
             predictor.boosters.append(booster)
+        if predictor.smooth:
+            predictor.smooth_model = _read_smooth(directory, columns)
         return predictor
+
+
+def _read_smooth(directory: Path, columns: int) -> SmoothModel:
+    path = directory / SMOOTH_FILE
+    if not path.is_file():
+        raise PrunesearchError(f"predictor at {directory} is incomplete: missing {SMOOTH_FILE}")
+    try:
+        with np.load(path) as arrays:
+            return SmoothModel.from_arrays(dict(arrays), columns)
+    except (OSError, ValueError, zipfile.BadZipFile, PrunesearchError) as exc:
+        raise PrunesearchError(f"predictor at {directory} is corrupt: {SMOOTH_FILE}: {exc}") from None
 
 
 def _model_file(member: int) -> str:
