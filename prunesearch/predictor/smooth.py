@@ -29,19 +29,20 @@ def aggregate_columns(names: Sequence[str]) -> list[int]:
     return [j for j, name in enumerate(names) if not name.endswith("]")]
 
 
+warnings.filterwarnings("ignore", category=ConvergenceWarning, module=r"sklearn\.gaussian_process")
+"""A kernel parameter fitted to its bound (a noise level near zero, say) is a fit, not a failure. Filtered once here
+rather than around each fit: the report fits in threads, and ``warnings.catch_warnings`` is not thread-safe."""
+
+
 def _kernel():
     return ConstantKernel() * RBF(10.0) + ConstantKernel(0.1) * DotProduct() + WhiteKernel(0.01)
 
 
 def _regressor(X: np.ndarray, y: np.ndarray, theta: np.ndarray | None) -> GaussianProcessRegressor:
-    """Fitted on standardised rows ``X``: by marginal likelihood from the default kernel, or at ``theta`` fixed. A
-    kernel parameter at its bound (a noise level near zero, say) is a fit, not a failure: its warning is dropped."""
+    """Fitted on standardised rows ``X``: by marginal likelihood from the default kernel, or at ``theta`` fixed."""
     kernel = _kernel() if theta is None else _kernel().clone_with_theta(theta)
-    gp = GaussianProcessRegressor(kernel, normalize_y=True, optimizer="fmin_l_bfgs_b" if theta is None else None,
-                                  random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return gp.fit(X, y)
+    return GaussianProcessRegressor(kernel, normalize_y=True, optimizer="fmin_l_bfgs_b" if theta is None else None,
+                                    random_state=0).fit(X, y)
 
 
 @dataclass
