@@ -45,6 +45,10 @@ def _regressor(X: np.ndarray, y: np.ndarray, theta: np.ndarray | None) -> Gaussi
                                     random_state=0).fit(X, y)
 
 
+_ARRAYS = ("positions", "mean", "scale", "rows", "targets", "theta")
+"""What a saved smooth model holds, in the order of ``SmoothModel``'s fields."""
+
+
 @dataclass
 class SmoothModel:
     """``predict(X)`` of a Gaussian process on ``X[:, positions]`` standardised by ``mean`` and ``scale``."""
@@ -78,14 +82,13 @@ class SmoothModel:
         return self._gp.predict((X[:, self.positions].astype(np.float64) - self.mean) / self.scale)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"positions": self.positions, "mean": self.mean, "scale": self.scale, "rows": self.rows,
-                "targets": self.targets, "theta": self.theta}
+        return {name: getattr(self, name) for name in _ARRAYS}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], columns: int) -> "SmoothModel":
         """Rebuild a saved model whose trees see ``columns`` columns, refusing arrays that do not fit them."""
         try:
-            model = cls(*(np.asarray(arrays[k]) for k in ("positions", "mean", "scale", "rows", "targets", "theta")))
+            model = cls(*(np.asarray(arrays[name]) for name in _ARRAYS))
         except KeyError as exc:
             raise PrunesearchError(f"missing array {exc}") from None
         n = len(model.positions)
