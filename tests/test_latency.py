@@ -32,7 +32,7 @@ def test_a_latency_model_is_fitted_to_timed_forwards_and_cached(tmp_path, monkey
     measured = np.array(model.fit["measured_speedups"])
     assert 0.5 < measured[0] < 2, "the dense architecture in the pruned class runs near its parent's speed"
     assert model.speedup_of(dense) == pytest.approx(measured[0], rel=0.25)
-    assert measured[1:].max() > 1.2 * measured[0], "the most pruned samples run measurably faster"
+    assert measured[-3:].max() > 1.2 * np.median(measured[:3]), "the most pruned samples run measurably faster"
     assert model.speedup_of(space.sample_at_budget(0.4, 0)) > 1.0
 
     floor = with_latency(Limits(speedup=1.1), config, space, progress=False)
