@@ -15,6 +15,7 @@ import torch
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.predictor.probe_index import ProbeIndex
+from prunesearch.predictor import smooth as smooth_module
 from prunesearch.predictor.smooth import SmoothModel
 from prunesearch.predictor.model import MEMBERS
 from prunesearch.predictor import (
@@ -344,6 +345,23 @@ def test_the_smooth_model_needs_a_varying_aggregate_column():
     X = np.column_stack([np.arange(10.0), np.ones(10)])
     with pytest.raises(PrunesearchError, match="no aggregate feature varies"):
         SmoothModel.fit(X, np.arange(10.0), ["keep[0]", "sum:keep"])
+
+
+def test_the_smooth_model_tunes_and_conditions_on_capped_rows(monkeypatch):
+    """Many pairs: the kernel parameters from a fixed draw of at most ``TUNE_ROWS`` rows, the process on at most
+    ``ROWS``, the same rows at each refit, and still a model of the target."""
+    monkeypatch.setattr(smooth_module, "TUNE_ROWS", 40)
+    monkeypatch.setattr(smooth_module, "ROWS", 150)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    y = X[:, 0] + np.sin(X[:, 1]) + 0.05 * rng.normal(size=400)
+    model = SmoothModel.fit(X[:300], y[:300], ["sum:a", "sum:b", "c"])
+    assert model.rows.shape == (150, 3) and len(np.unique(model.rows, axis=0)) == 150
+    again = SmoothModel.fit(X[:300], y[:300], ["sum:a", "sum:b", "c"])
+    np.testing.assert_array_equal(model.rows, again.rows)
+    np.testing.assert_array_equal(model.theta, again.theta)
+    assert np.corrcoef(model.predict(X[300:]), y[300:])[0, 1] > 0.9
+    assert SmoothModel.fit(X[:100], y[:100], ["a", "b", "c"]).rows.shape == (100, 3), "under the cap: every row"
 
 
 def test_fitting_is_deterministic(ctx, archs, target):
