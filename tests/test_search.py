@@ -225,7 +225,8 @@ def test_campaign_writes_best_predictor_and_report(finished):
     assert "| searched 20%" in report and "figures/pareto-20.png" in report
     assert report.count("| 5-fold, all pairs |") == 1 and "| 5-fold, within ±2.5% of 20% |" in report
     assert (run_dir / "figures" / "layers-20.png").stat().st_size > 0
-    assert len(Predictor.load(run_dir / "predictor").boosters) == config.members == 5
+    predictor = Predictor.load(run_dir / "predictor")
+    assert len(predictor.boosters) == config.members == 5 and predictor.smooth_model is not None
     assert "figures/layer-losses-20.png" in report and (run_dir / "figures" / "layer-losses-20.png").stat().st_size > 0
     names = [row["name"] for row in summary["comparison"]]
     assert names[0] == "dense" and "greedy 20%" in names and "transact 20%" in names
@@ -334,8 +335,9 @@ def test_only_pairs_within_the_limits_can_win(finished):
 
 
 def test_campaign_within_a_kv_ceiling_returns_a_winner_within_it(tiny_dir, tmp_path):
-    config = tiny_config(tiny_dir, max_kv=0.6, compare_tokens=64, final_top=0, refine_top=0)
+    config = tiny_config(tiny_dir, max_kv=0.6, compare_tokens=64, final_top=0, refine_top=0, smooth=False)
     summary = run_campaign(config, tmp_path / "run", progress=False)
+    assert Predictor.load(tmp_path / "run" / "predictor").smooth_model is None, "smooth = false: the trees alone"
     best = Architecture.load(tmp_path / "run" / "best.json")
     assert Limits(kv=0.6).met_by(best) and cost(best).removed >= 0.2 - 1e-9
     assert summary["best"][0.2]["kv_ratio"] <= 0.6
@@ -384,6 +386,9 @@ def test_config_refuses_an_empty_predictor_ensemble():
         with pytest.raises(PrunesearchError, match=f"'{setting}' must be {kind}, got {bad!r}"):
             CampaignConfig(**{setting: bad})
     assert CampaignConfig(max_kv=None, pessimism=1, task_limit=None).pessimism == 1
+    assert CampaignConfig().smooth and not CampaignConfig(smooth=False).smooth
+    with pytest.raises(PrunesearchError, match="'smooth' must be true or false, got 'no'"):
+        CampaignConfig(smooth="no")
 
 
 def test_config_refuses_unknown_keys(tmp_path):

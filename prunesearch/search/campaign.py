@@ -267,7 +267,7 @@ def fit(setup: Setup, extra_meta: dict[str, Any] | None = None) -> Predictor:
             "fidelity": setup.fidelity.to_dict(), "calibration": asdict(setup.calibration), "n_train": len(y),
             "units": setup.config.units, "objective": setup.config.objective, "refit": _refit_meta(setup),
             **(extra_meta or {})}
-    return Predictor(setup.ctx, members=setup.config.members).fit(archs, y, meta)
+    return Predictor(setup.ctx, members=setup.config.members, smooth=setup.config.smooth).fit(archs, y, meta)
 
 
 def _refit_meta(setup: Setup) -> dict[str, Any] | None:
@@ -450,19 +450,19 @@ def predictor_quality(setup: Setup) -> dict[str, Any]:
     from prunesearch.predictor import curve_point, held_out_by_group, learning_curve, out_of_fold, rank_report
 
     archs, y, removed, groups = training_data(setup.store, setup.config.objective)
-    members, seed, budgets, band = setup.config.members, setup.config.seed, setup.config.budgets, setup.config.band
+    seed, budgets, band = setup.config.seed, setup.config.budgets, setup.config.band
     jobs = min(FOLDS, os.cpu_count() or 1)
-    predicted = out_of_fold(archs, y, setup.ctx, FOLDS, seed, n_jobs=jobs, members=members)
+    params = {"members": setup.config.members, "smooth": setup.config.smooth}
+    predicted = out_of_fold(archs, y, setup.ctx, FOLDS, seed, n_jobs=jobs, **params)
     quality: dict[str, Any] = {"predicted": predicted.tolist(), "real": y.tolist(), "groups": groups,
                                "kfold": {str(b): rank_report(y, predicted, removed, b, band) for b in budgets}}
     n_train = len(y) - math.ceil(len(y) / FOLDS)
     sizes = [n for n in CURVE_SIZES if n < n_train]
     quality["learning_curve"] = [
-        *learning_curve(archs, y, removed, setup.ctx, budgets, sizes, FOLDS, seed, band, jobs, members=members),
+        *learning_curve(archs, y, removed, setup.ctx, budgets, sizes, FOLDS, seed, band, jobs, **params),
         curve_point(n_train, y, predicted, removed, budgets, band)]
     if len(set(groups)) > 1:
-        quality["by_sampler"] = held_out_by_group(archs, y, removed, groups, setup.ctx, budgets[0], jobs,
-                                                  members=members)
+        quality["by_sampler"] = held_out_by_group(archs, y, removed, groups, setup.ctx, budgets[0], jobs, **params)
     return quality
 
 
