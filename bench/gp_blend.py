@@ -12,8 +12,6 @@ the predictor. Results in ``bench/results/gp_blend.json`` (or ``--out``).
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,62 +19,40 @@ import numpy as np
 OUT = Path("bench/results/gp_blend.json")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--run", type=Path, action="append", required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
+NAMES = ["predictor (15 members, probe index)", "GP, aggregate features", "GP, aggregate features + probe index",
+         "mean of predictor and GP", "mean of predictor and GP + probe index"]
 
+
+def models(pairs):
+    """Per fold: the predictor as it was before the blend (its trees), the two processes, and their means."""
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, WhiteKernel
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from prunesearch.predictor import Predictor
-    from runs import out_of_fold, run_features, run_pairs
+    from runs import run_features
 
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    for run in args.run:
-        pairs = run_pairs(run)
-        X, names, _ = run_features(pairs)
-        varies = X.std(0) > 1e-12
-        aggregate = np.array([not n.endswith("]") for n in names]) & varies
-        cache: dict[bytes, dict[str, np.ndarray]] = {}
+    X, names, _ = run_features(pairs)
+    aggregate = np.array([not n.endswith("]") for n in names]) & (X.std(0) > 1e-12)
 
-        def gp():
-            kernel = ConstantKernel() * RBF(10.0) + ConstantKernel(0.1) * DotProduct() + WhiteKernel(0.01)
-            return make_pipeline(StandardScaler(), GaussianProcessRegressor(kernel, normalize_y=True))
+    def gp():
+        kernel = ConstantKernel() * RBF(10.0) + ConstantKernel(0.1) * DotProduct() + WhiteKernel(0.01)
+        return make_pipeline(StandardScaler(), GaussianProcessRegressor(kernel, normalize_y=True))
 
-        def all_models(train: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
-            key = train.tobytes() + b"|" + test.tobytes()
-            if key not in cache:
-                model = Predictor(pairs.predictor.ctx).fit([pairs.archs[i] for i in train], pairs.y[train])
-                xgb = model.predict([pairs.archs[i] for i in test])
-                index = model.index.transform(X.astype(np.float32))[:, None]
-                with_index = np.concatenate([X[:, aggregate], index], axis=1)
-                plain = gp().fit(X[train][:, aggregate], pairs.y[train]).predict(X[test][:, aggregate])
-                indexed = gp().fit(with_index[train], pairs.y[train]).predict(with_index[test])
-                cache[key] = {
-                    "predictor (15 members, probe index)": xgb,
-                    "GP, aggregate features": plain,
-                    "GP, aggregate features + probe index": indexed,
-                    "mean of predictor and GP": (xgb + plain) / 2,
-                    "mean of predictor and GP + probe index": (xgb + indexed) / 2,
-                }
-            return cache[key]
+    def fit_all(train: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+        model = Predictor(pairs.predictor.ctx, smooth=False).fit([pairs.archs[i] for i in train], pairs.y[train])
+        xgb = model.predict([pairs.archs[i] for i in test])
+        with_index = np.concatenate([X[:, aggregate], model.index.transform(X.astype(np.float32))[:, None]], axis=1)
+        plain = gp().fit(X[train][:, aggregate], pairs.y[train]).predict(X[test][:, aggregate])
+        indexed = gp().fit(with_index[train], pairs.y[train]).predict(with_index[test])
+        return dict(zip(NAMES, (xgb, plain, indexed, (xgb + plain) / 2, (xgb + indexed) / 2)))
 
-        names_of = ["predictor (15 members, probe index)", "GP, aggregate features",
-                    "GP, aggregate features + probe index", "mean of predictor and GP",
-                    "mean of predictor and GP + probe index"]
-        results[str(run)] = {}
-        for name in names_of:
-            scores = out_of_fold(pairs, lambda tr, te, n=name: all_models(tr, te)[n], tuple(args.seeds),
-                                 ("kendall_tau", "precision_at_top"))
-            results[str(run)][name] = scores
-            print(run, name, json.dumps({k: round(v, 3) for k, v in scores.items() if "band" in k}), flush=True)
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    return fit_all
 
 
 if __name__ == "__main__":
-    main()
+    from runs import blend_args, score_models
+
+    args = blend_args(OUT)
+    score_models(args.run, args.seeds, args.out, NAMES, models)

@@ -190,3 +190,41 @@ def predictor_fit(pairs: RunPairs, ctx: Any, members: int = 5,
         return model.predict([pairs.archs[i] for i in test])
 
     return fit_predict
+
+
+def blend_args(out: Path) -> Any:
+    """The command line of the benches that score several models on a run's folds: ``--run`` (repeatable),
+    ``--seeds`` (fold seeds, default 0 1 2), ``--out`` (default ``out``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run", type=Path, action="append", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=out)
+    return parser.parse_args()
+
+
+def score_models(runs: list[Path], seeds: list[int], out: Path, names: list[str],
+                 models: Callable[[RunPairs], Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]]) -> None:
+    """Band Kendall tau and top-10% precision, ``out_of_fold``, of the ``names`` models whose predictions
+    ``models(pairs)(train, test)`` returns, all fitted once per fold, for each of ``runs``; written to ``out`` after
+    each run (kept across calls)."""
+    results = json.loads(out.read_text()) if out.exists() else {}
+    for run in runs:
+        pairs = run_pairs(run)
+        fit_all = models(pairs)
+        cache: dict[bytes, dict[str, np.ndarray]] = {}
+
+        def predicted(train: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+            key = train.tobytes() + b"|" + test.tobytes()
+            if key not in cache:
+                cache[key] = fit_all(train, test)
+            return cache[key]
+
+        results[str(run)] = {}
+        for name in names:
+            scores = out_of_fold(pairs, lambda tr, te, n=name: predicted(tr, te)[n], tuple(seeds),
+                                 ("kendall_tau", "precision_at_top"))
+            results[str(run)][name] = scores
+            print(run, name, json.dumps({k: round(v, 3) for k, v in scores.items() if "band" in k}), flush=True)
+        out.write_text(json.dumps(results, indent=1) + "\n")
