@@ -88,11 +88,12 @@ class SmoothModel:
         A, columns = A[:, varies], columns[varies]
         mean, scale = A.mean(0), A.std(0)
         rows, targets = (A - mean) / scale, np.asarray(y, dtype=np.float64)
-        tune = _draw(len(rows), TUNE_ROWS)
-        theta = _regressor(rows[tune], targets[tune], None).kernel_.theta
-        kept = _draw(len(rows), ROWS)
-        rows, targets = rows[kept], targets[kept]
-        return cls(columns, mean, scale, rows, targets, theta, _regressor(rows, targets, theta))
+        tune, kept = _draw(len(rows), TUNE_ROWS), _draw(len(rows), ROWS)
+        gp = _regressor(rows[tune], targets[tune], None)
+        theta = gp.kernel_.theta
+        if len(kept) > len(tune):  # more rows than the tuning draw: condition on them at the tuned parameters
+            gp = _regressor(rows[kept], targets[kept], theta)
+        return cls(columns, mean, scale, rows[kept], targets[kept], theta, gp)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """[n] predicted log-perplexity of the feature rows ``X``."""
