@@ -13,7 +13,7 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.evaluate import latency as latency_module
 from prunesearch.evaluate.latency import latency_model, with_latency
 from prunesearch.space import Architecture, Limits, ModelShape, Workload, space_for
-from prunesearch.space.latency import LatencyModel
+from prunesearch.space.latency import FLOOR, LatencyModel
 
 
 SMALL_LLAMA = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
@@ -103,6 +103,18 @@ def test_a_decode_latency_model_times_generated_tokens_and_serves_only_a_floor_o
         LatencyModel(decode.shape, 64, 1, "cpu", 0.0, decode.coef, 0.1, "sideways")
     with pytest.raises(PrunesearchError, match="the dense parent's time > 0"):
         LatencyModel(decode.shape, 64, 1, "cpu", 0.0, decode.coef, 0.0)
+
+
+def test_a_fit_with_no_fixed_time_still_reads_a_finite_speedup_when_nothing_is_kept():
+    """Non-negative least squares may give the fixed time 0; an architecture with every block removed then costs
+    nothing by the linear terms, and must still read a finite speedup, not infinity."""
+    shape = ModelShape.from_config(SMALL_LLAMA)
+    model = LatencyModel(shape, 128, 1, "cpu", 0.0, (0.01, 0.0, 0.0, 0.01, 0.0), 0.1)
+    empty = np.zeros((1, shape.num_layers, 6), dtype=np.int64)
+    dense = Architecture.dense(shape).as_array()[None]
+    with np.errstate(all="raise"):
+        speedups = model.speedup(np.concatenate([empty, dense]))
+    assert speedups[0] == pytest.approx(1 / FLOOR) and speedups[1] == pytest.approx(0.1 / (0.02 * shape.num_layers))
 
 
 def test_a_bf16_latency_model_times_bf16_models_and_is_cached_apart(monkeypatch):

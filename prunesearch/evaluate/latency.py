@@ -36,7 +36,7 @@ from prunesearch.pruners.scores import UnitScores
 from prunesearch.pruners.selection import select_units
 from prunesearch.evaluate.speed import check_workload, prompt, step_timer
 from prunesearch.space import Architecture, Limits, SearchSpace, Workload
-from prunesearch.space.latency import LatencyModel, block_terms
+from prunesearch.space.latency import FLOOR, LatencyModel, block_terms
 
 
 TIMING = "fastest of the interleaved repeats, beside the dense parent's own class; decode cache copied off the clock"
@@ -104,8 +104,9 @@ def measure_latency(dense_config, space: SearchSpace, workload: Workload = Workl
     x = np.hstack([np.ones((len(archs), 1)), terms])
     regression = LinearRegression(positive=True, fit_intercept=False)
     coef = regression.fit(x, seconds).coef_
-    held_out = cross_val_predict(regression, x, seconds, cv=KFold(5, shuffle=True, random_state=seed))
     parent = min(dense_times)
+    held_out = np.maximum(cross_val_predict(regression, x, seconds, cv=KFold(5, shuffle=True, random_state=seed)),
+                          FLOOR * parent)
     measured_speedup = parent / seconds
     error = np.abs(seconds / held_out - 1)
     fit = {"timed": len(archs), "repeats": repeats, "timing": TIMING, "seed": seed,

@@ -31,6 +31,11 @@ from prunesearch.space.shape import ModelShape
 TERMS = ("attention", "attention_macs", "attention_scores", "mlp", "mlp_channels")
 """Per-block terms the model is linear in (summed over blocks), in the order of ``LatencyModel.coef``."""
 FORMAT = "prunesearch.latency/3"
+FLOOR = 0.01
+"""The least a predicted step may take, as a fraction of the dense parent's step. Non-negative least squares may put
+all the time on the per-block terms and none on the fixed one; a model that keeps no attention, or no block at all,
+would then read as taking no time: an infinite speedup that meets every floor. Its LM head alone keeps any real
+step far above this."""
 MODES = ("prefill", "decode")
 """What a speed is taken on: a forward of a [batch, seq_len] prompt, or one greedy token per row against the KV
 cache of such a prompt."""
@@ -116,8 +121,9 @@ class LatencyModel:
         return Workload(self.mode, self.batch_size, self.seq_len)
 
     def seconds(self, counts: np.ndarray) -> np.ndarray:
-        """[n] predicted seconds of count arrays [n, L, 6]."""
-        return self.fixed + block_terms(self.shape, counts, self.seq_len) @ np.asarray(self.coef)
+        """[n] predicted seconds of count arrays [n, L, 6], at least ``FLOOR`` of the parent's."""
+        linear = self.fixed + block_terms(self.shape, counts, self.seq_len) @ np.asarray(self.coef)
+        return np.maximum(linear, FLOOR * self.parent)
 
     def speedup(self, counts: np.ndarray) -> np.ndarray:
         """[n] predicted tokens/s of count arrays [n, L, 6] over the dense parent's (> 1: faster)."""
