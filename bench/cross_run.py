@@ -7,7 +7,8 @@ read on the same text to the same labels), so only the pairs a test run does not
 scored. Each run's pairs train the project's predictor (and its trees alone) on all of them, at most 300 as the
 issue allows, and it ranks every other run's unshared pairs within ±2.5% of each budget; then each pair of runs
 together (twice the pairs) ranks the third. The 5-fold figures train on 240 pairs and test on pairs of the same
-draw; these train on 300 and test on an independent draw of the same design. Results in
+draw; these train on 300 and test on an independent draw of the same design. For a like-for-like reference, each
+test run's own 5-fold predictions (fold seed 0, the same models) are scored on the same unshared pairs. Results in
 ``bench/results/cross_run.json`` (or ``--out``).
 """
 
@@ -26,13 +27,17 @@ MODELS = {"the predictor (trees and smooth model)": True, "trees alone": False}
 
 def main() -> None:
     from prunesearch.predictor import Predictor, rank_report
-    from runs import run_pairs
+    from runs import out_of_fold_predictions, run_pairs
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", type=Path, action="append", required=True)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     runs = {run.name: run_pairs(run) for run in args.run}
+    own = {(name, model_name): out_of_fold_predictions(
+        np.arange(len(pairs.y)), lambda train, test, p=pairs, s=smooth: Predictor(p.predictor.ctx, smooth=s).fit(
+            [p.archs[i] for i in train], p.y[train]).predict([p.archs[i] for i in test]), 0)
+        for name, pairs in runs.items() for model_name, smooth in MODELS.items()}
     results = []
     for size in (1, 2):
         for train_names in itertools.combinations(runs, size):
@@ -47,13 +52,15 @@ def main() -> None:
                 for test_name in sorted(set(runs) - set(train_names)):
                     test = runs[test_name]
                     keep = [i for i, a in enumerate(test.archs) if a.key() not in seen]
-                    predicted = model.predict([test.archs[i] for i in keep])
+                    predicted = {"cross": model.predict([test.archs[i] for i in keep]),
+                                 "own 5-fold": own[test_name, model_name][keep]}
                     row = {"train": list(train_names), "train pairs": len(rows), "test": test_name,
                            "test pairs": len(keep), "model": model_name}
                     for budget in test.config["budgets"]:
-                        band = rank_report(test.y[keep], predicted, test.removed[keep], budget,
-                                           test.config["band"])["band"]
-                        row[str(budget)] = {k: band[k] for k in ("n", "kendall_tau", "precision_at_top")}
+                        for kind, values in predicted.items():
+                            band = rank_report(test.y[keep], values, test.removed[keep], budget,
+                                               test.config["band"])["band"]
+                            row[f"{budget} {kind}"] = {k: band[k] for k in ("n", "kendall_tau", "precision_at_top")}
                     results.append(row)
                     print(json.dumps(row), flush=True)
             args.out.write_text(json.dumps(results, indent=1) + "\n")
