@@ -7,6 +7,7 @@ architectures keep (computed through ``select_units``, independently of the feat
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -240,6 +241,10 @@ def test_metrics_on_hand_examples():
     pred = y.copy()
     pred[[0, 5]] = pred[[5, 0]]  # the predicted best two are items 1 and 5; the true best two are 0 and 1
     assert precision_at_top(y, pred, frac=0.1) == 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # constant predictions: undefined, said quietly (None in a report)
+        assert np.isnan(kendall_tau(y, np.ones(20))) and np.isnan(spearman(np.ones(20), y))
+        assert rank_report(y, np.ones(20), np.full(20, 0.2), 0.2)["band"]["spearman"] is None
 
 
 def test_rank_report_filters_the_band():

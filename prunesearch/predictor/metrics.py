@@ -17,12 +17,17 @@ def _defined(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
+def _constant(*arrays: np.ndarray) -> bool:
+    """Whether any of ``arrays`` holds one value only: a rank correlation is undefined there (nan, not a warning)."""
+    return any(np.ptp(np.asarray(a, dtype=np.float64)) == 0 for a in arrays)
+
+
 def kendall_tau(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    return float(stats.kendalltau(y_true, y_pred).statistic)
+    return math.nan if _constant(y_true, y_pred) else float(stats.kendalltau(y_true, y_pred).statistic)
 
 
 def spearman(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    return float(stats.spearmanr(y_true, y_pred).statistic)
+    return math.nan if _constant(y_true, y_pred) else float(stats.spearmanr(y_true, y_pred).statistic)
 
 
 def precision_at_top(y_true: np.ndarray, y_pred: np.ndarray, frac: float = 0.1) -> float:

@@ -17,8 +17,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogFormatter, PercentFormatter
-from scipy import stats
 
+from prunesearch.predictor.metrics import kendall_tau, spearman
 from prunesearch.space.architecture import Architecture
 
 DPI = 120
@@ -60,8 +60,8 @@ def rank_agreement(real: Sequence[float], predicted: Sequence[float]) -> tuple[f
     pairs = [(r, p) for r, p in zip(real, predicted) if math.isfinite(r) and math.isfinite(p)]
     if len(pairs) < 2:
         return math.nan, math.nan
-    r, p = zip(*pairs)
-    return float(stats.kendalltau(r, p).statistic), float(stats.spearmanr(r, p).statistic)
+    r, p = (np.array(side) for side in zip(*pairs))
+    return kendall_tau(r, p), spearman(r, p)
 
 
 def predicted_vs_real(
