@@ -27,7 +27,8 @@ MODELS = {"the predictor (trees and smooth model)": True, "trees alone": False}
 
 def main() -> None:
     from prunesearch.predictor import Predictor, rank_report
-    from runs import out_of_fold_predictions, run_pairs
+    from prunesearch.predictor.model import MEMBERS
+    from runs import out_of_fold_predictions, predictor_fit, run_pairs
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", type=Path, action="append", required=True)
@@ -35,8 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = {run.name: run_pairs(run) for run in args.run}
     own = {(name, model_name): out_of_fold_predictions(
-        np.arange(len(pairs.y)), lambda train, test, p=pairs, s=smooth: Predictor(p.predictor.ctx, smooth=s).fit(
-            [p.archs[i] for i in train], p.y[train]).predict([p.archs[i] for i in test]), 0)
+        np.arange(len(pairs.y)), predictor_fit(pairs, pairs.predictor.ctx, MEMBERS, smooth=smooth), 0)
         for name, pairs in runs.items() for model_name, smooth in MODELS.items()}
     results = []
     for size in (1, 2):
