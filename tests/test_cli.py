@@ -314,6 +314,21 @@ def test_compare_json_has_searched_and_baseline_rows(sampled, tiny_dir, env, tmp
 
 
 @needs_ptb
+def test_compare_measures_an_architecture_met_twice_once(tiny_dir, env, tmp_path):
+    """A searched model that is its greedy seed must not read two speeds: its second row copies the first."""
+    greedy = tmp_path / "greedy.json"
+    assert_ok(run(env, "baseline", "--model", tiny_dir, "--method", "greedy", "--budget", "0.3", "--out", greedy))
+    table = tmp_path / "table.md"
+    result = run(env, "compare", "--model", tiny_dir, "--budget", "0.3", "--arch", greedy, "--methods", "uniform",
+                 "--max-tokens", "128", "--out", table, "--json")
+    assert_ok(result)
+    searched, again, uniform = json.loads(result.stdout)["rows"][1:]
+    assert again["extra"]["same_as"] == searched["name"] and "same_as" not in uniform["extra"]
+    assert (again["ppl"], again["speed_ratio"]) == (searched["ppl"], searched["speed_ratio"])
+    assert f"| greedy 30% (= {searched['name']}) | greedy |" in table.read_text()
+
+
+@needs_ptb
 def test_baseline_writes_a_method_or_the_greedy_architecture_and_refuses_bad_input(tiny_dir, env, tmp_path):
     for method in ("transact", "greedy"):
         path = tmp_path / f"{method}.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from tqdm.auto import tqdm
 
@@ -111,11 +112,18 @@ def compare(loaded: LoadedModel, models: Mapping[str, tuple[str, Architecture]],
     """One row for the dense model and one per ``name -> (kind, architecture)``: perplexity on every test split
     (first ``max_tokens`` tokens each), tokens/s on the ``speed`` workload against dense measured interleaved, and
     with ``tasks`` the zero-shot accuracy of each (first ``limit`` documents per task). A ``refit`` applies to every
-    pruned model alike, searched and heuristic, so the table compares allocations, not materializers."""
+    pruned model alike, searched and heuristic, so the table compares allocations, not materializers. An
+    architecture met twice (a search whose winner is its greedy seed) is measured once and its row names the first
+    (``extra["same_as"]``): one model must not read two speeds."""
     rows: list[Row] = []
     dense: dict[str, float] = {}
+    first_of: dict[str, Row] = {}
     for name, (kind, arch) in tqdm(models.items(), desc="compare", disable=not progress, leave=False):
         arch = with_units(loaded, arch, progress=False)
+        if (seen := first_of.get(arch.key())) is not None:
+            rows.append(replace(seen, name=name, kind=kind, ppl=dict(seen.ppl), accuracy=dict(seen.accuracy),
+                                extra={**seen.extra, "same_as": seen.name}))
+            continue
         ppl, record = {}, {}
         for i, split in enumerate(splits):
             record = evaluate_architecture(loaded, arch, EvalSpec(data=split, max_tokens=max_tokens),
@@ -131,6 +139,7 @@ def compare(loaded: LoadedModel, models: Mapping[str, tuple[str, Architecture]],
                         flops_ratio=record["flops"] / record["dense_flops"],
                         kv_ratio=record["kv_bytes"] / record["dense_kv_bytes"], accuracy=accuracy,
                         extra={"arch_key": arch.key(), "tokens": record["tokens"]}))
+        first_of[arch.key()] = rows[-1]
     first = next(iter(models.values()))[1]
     rows.insert(0, Row(name="dense", kind="dense", removed=0.0, params=cost(first).dense_params, ppl=dense,
                        speed_ratio=1.0, speed_mode=speed.describe(), flops_ratio=1.0, kv_ratio=1.0,
