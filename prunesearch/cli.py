@@ -362,7 +362,7 @@ def campaign(
     probes: ProbesOpt = None,
     final_top: Annotated[Optional[int], typer.Option(help="Best pairs per budget read again on --final-tokens "
                                                           "validation tokens to pick the winner (0: none)")] = None,
-    final_tokens: Annotated[Optional[int], typer.Option(help="Validation tokens of the finalists' longer read")] = None,
+    final_tokens: Annotated[Optional[int], typer.Option(help="Validation tokens of the finalists' read, past the search fidelity's text")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Zero-shot columns in the comparison: tasks or paper7")] = None,
     task_limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents per task")] = None,
     max_flops: MaxFlopsOpt = None,
@@ -408,7 +408,7 @@ def campaign(
     if rows:
         out.print(comparison_table(rows, title=f"campaign {settings.campaign}: test perplexity"))
     for b, info in summary["best"].items():
-        final = f", {info['final_ppl']:.2f} on the finalists' longer read" if info.get("final_ppl") else ""
+        final = f", {info['final_ppl']:.2f} on the finalists' fresh read" if info.get("final_ppl") else ""
         speed = (f", predicted {Workload(info['speed_mode'], info['speed_batch'], info['speed_context']).describe()} "
                  f"speed {info['predicted_speedup']:.2f}× dense" if "predicted_speedup" in info else "")
         out.print(f"best at {float(b):.0%}: {info['path']} (fidelity ppl {info['ppl']:.2f}{final}, "

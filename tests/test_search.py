@@ -16,7 +16,7 @@ import optuna
 import pytest
 
 from prunesearch.errors import BudgetError, PrunesearchError
-from prunesearch.evaluate.store import PairStore, default_storage
+from prunesearch.evaluate.store import Fidelity, PairStore, default_storage
 from prunesearch.predictor import Predictor
 from prunesearch.evaluate import worker as worker_module
 from prunesearch.pruners import RefitSpec
@@ -30,7 +30,7 @@ from prunesearch.search.reuse import reuse_search
 from prunesearch.space import Architecture, Limits, ModelShape, SearchSpace, Workload, cost
 from prunesearch.space.latency import LatencyModel
 from prunesearch.evaluate.latency import with_latency
-from prunesearch.models import load_config
+from prunesearch.models import load_config, load_model
 
 SMOLLM2 = ModelShape(30, 576, 9, 3, 64, 1536, 49152, True)
 SPACE = SearchSpace(SMOLLM2, protected=(0, 29))
@@ -241,11 +241,33 @@ def test_campaign_writes_best_predictor_and_report(finished):
     assert {"prior", "random", "search"} <= samplers
 
 
-def test_the_winner_is_the_best_finalist_on_the_longer_read(finished):
+def test_a_fidelity_that_skips_reads_the_text_past_what_it_skips(tiny_dir):
+    from prunesearch.data import eval_windows, token_ids
+    from prunesearch.evaluate import measure, with_units
+    from prunesearch.evaluate.perplexity import perplexity
+
+    loaded = load_model(str(tiny_dir))
+    arch = with_units(loaded, Architecture.dense(ModelShape.from_config(loaded.model.config)), progress=False)
+    start, fresh = (measure(loaded, arch, Fidelity(("ptb-valid",), 256, 64, skip=skip))["nll"] for skip in (0, 256))
+    ids = token_ids(loaded.tokenizer, "ptb-valid")
+    direct = perplexity(loaded.model, eval_windows(ids[256:], 64, 256), progress=False).nll
+    assert fresh == pytest.approx(direct, rel=1e-4) and fresh != pytest.approx(start, rel=1e-4)
+
+
+def test_the_finalists_read_only_text_the_search_fidelity_did_not():
+    config = CampaignConfig(tokens=2048, final_tokens=8192)
+    search, final = config.fidelity(), config.final_fidelity()
+    assert (search.skip, search.per_data, final.skip, final.per_data) == (0, 1024, 1024, 4096)
+    assert final.data == search.data and final.window == search.window
+
+
+def test_the_winner_is_the_best_finalist_on_the_fresh_read(finished):
     config, run_dir, summary = finished
     pairs = PairStore(default_storage(run_dir), config.campaign).pairs()
     eligible = sorted((p for p in pairs if 0.2 - 1e-9 <= p.record["removed"] <= 0.21), key=lambda p: p.ppl)
-    finals = PairStore(default_storage(run_dir), final_study(config.campaign)).pairs()
+    final_store = PairStore(default_storage(run_dir), final_study(config.campaign))
+    assert final_store.meta["fidelity"]["skip"] == config.fidelity().per_data
+    finals = final_store.pairs()
     greedy = summary["seeds"]["0.2"]["greedy"]
     assert greedy in {p.arch.key(units=True) for p in eligible}
     assert {p.arch.key(units=True) for p in finals} == {p.arch.key(units=True) for p in eligible[:3]} | {greedy}

@@ -237,6 +237,11 @@ def test_fidelity_roundtrip_and_validation():
         Fidelity(("nope-valid",))
     with pytest.raises(PrunesearchError, match="window"):
         Fidelity(tokens=512, window=512)
+    skipped = Fidelity(("ptb-valid",), tokens=1024, window=256, skip=1024)
+    assert Fidelity.from_dict(skipped.to_dict()) == skipped and skipped != fidelity
+    assert "skip" not in fidelity.to_dict()  # stores written before ``skip`` still match a fidelity read from the start
+    with pytest.raises(PrunesearchError, match="skip"):
+        Fidelity(skip=-1)
 
 
 def test_training_data_counts_an_architecture_measured_twice_once(url):

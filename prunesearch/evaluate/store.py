@@ -52,16 +52,17 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 
 @dataclass(frozen=True)
 class Fidelity:
-    """What text a search-time perplexity is measured on: ``tokens`` in all, split evenly over ``data``; with
-    ``tasks``, also zero-shot accuracy on the first ``task_limit`` documents of each (lm-eval's validation or
-    test documents: a campaign that targets accuracy ranks on them, so its reported accuracy is not held out
-    unless compared on other documents)."""
+    """What text a search-time perplexity is measured on: ``tokens`` in all, split evenly over ``data``, from token
+    ``skip`` of each (a read disjoint from another fidelity's text); with ``tasks``, also zero-shot accuracy on the
+    first ``task_limit`` documents of each (lm-eval's validation or test documents: a campaign that targets
+    accuracy ranks on them, so its reported accuracy is not held out unless compared on other documents)."""
 
     data: tuple[str, ...] = ("ptb-valid", "wiki-valid")
     tokens: int = 2048
     window: int = 512
     tasks: tuple[str, ...] = ()
     task_limit: int = 20
+    skip: int = 0
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -73,12 +74,22 @@ class Fidelity:
                 f"a fidelity of {self.tokens} tokens cannot give each of its {len(self.data)} data set(s) "
                 f"a {self.window}-token window"
             )
+        if self.skip < 0:
+            raise PrunesearchError(f"a fidelity cannot skip {self.skip} tokens")
+
+    @property
+    def per_data(self) -> int:
+        """Tokens read from each data set."""
+        return self.tokens // len(self.data)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON; a perplexity-only fidelity omits the task fields (as campaigns before them stored it)."""
+        """Plain JSON; a perplexity-only fidelity omits the task fields, and one read from the start its ``skip``
+        (as campaigns before them stored it)."""
         out = {**asdict(self), "data": list(self.data), "tasks": list(self.tasks)}
         if not self.tasks:
             del out["tasks"], out["task_limit"]
+        if not self.skip:
+            del out["skip"]
         return out
 
     @classmethod

@@ -300,21 +300,24 @@ def best_pairs(store: PairStore, budget: float, slack: float, count: int = 1, ob
 
 
 def final_study(campaign: str) -> str:
-    """The finalists' study beside the campaign's (workers join it by this name)."""
-    return f"{campaign}/final"
+    """The finalists' study beside the campaign's (workers join it by this name). Campaigns before the finalists
+    read fresh text kept theirs as ``<campaign>/final``; resumed, they read their finalists again under this name."""
+    return f"{campaign}/final-fresh"
 
 
 def finalists(setup: Setup, budget: float, progress: bool = True,
               contenders: Iterable[Architecture] = ()) -> list[tuple[Pair, Pair | None]]:
     """The ``final_top`` best pairs at ``budget`` and the measured pairs of ``contenders`` (the greedy seed), each
-    with its measurement on ``final_tokens`` of validation text (None without a final step), best first by that
-    longer read.
+    with its measurement on ``final_tokens`` of validation text that the search fidelity did not read (None without
+    a final step), best first by that read.
 
     A few thousand tokens rank hundreds of pairs well enough to fit and search, but picking one winner among
     near-ties on them favours whichever the short text happens to flatter (the winner's curse): a search of
-    thousands of queries finds what those tokens favour. Reading the finalists on more text of the same splits
-    corrects that at the cost of ``final_top`` evaluations, and reading the seed the search has to beat beside them
-    keeps a proposal from winning on the short text alone."""
+    thousands of queries finds what those tokens favour, and the finalists are the pairs those tokens rank best.
+    Reading them on more text of the same splits corrects that at the cost of ``final_top`` evaluations, and only
+    text past the search's own is free of the bias (on SmolLM2 the fresh read picked the finalist best on test
+    text at both budgets, where a read that included the search's text did not; BENCHMARKS.md, session 30).
+    Reading the seed the search has to beat beside them keeps a proposal from winning on the short text alone."""
     config = setup.config
     top = best_pairs(setup.store, budget, config.slack, max(config.final_top, 1), config.objective, setup.limits)
     if setup.finals is None or not top:

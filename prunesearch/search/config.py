@@ -45,7 +45,8 @@ class CampaignConfig:
     ``loss`` (default) or ``kl-dims`` (also thinned head dims, measured by KL; on SmolLM2 a greedy seed better on
     validation text and wiki-test, 2% worse on PTB-test, at twice the probing time).
     ``final_top``/``final_tokens``: the winner per budget is picked among the ``final_top`` best pairs measured again
-    on ``final_tokens`` of the same validation text (0: the best pair at the search fidelity wins).
+    on ``final_tokens`` of the same validation splits that the search fidelity did not read (0: the best pair at the
+    search fidelity wins).
     ``tasks``/``task_limit``: zero-shot columns in the final comparison; with ``objective = "accuracy"`` also
     measured for every pair (first ``task_limit`` documents, 20 if unset), and the predictor and the search
     then target mean accuracy instead of perplexity. ``heartbeat``: seconds between a running
@@ -166,10 +167,12 @@ class CampaignConfig:
                       Workload(self.speed_mode, self.speed_batch, self.speed_context))
 
     def final_fidelity(self) -> Fidelity | None:
-        """The longer read of the finalists (None when off or no longer than the search fidelity)."""
+        """The finalists' read: text of the validation splits past what the search fidelity read, so that no pair
+        is favoured by the tokens it was picked on (None when off or no longer than the search fidelity)."""
         if self.final_top == 0 or self.final_tokens <= self.tokens:
             return None
-        return Fidelity(tuple(self.data), self.final_tokens, self.window, **self.fidelity_tasks())
+        return Fidelity(tuple(self.data), self.final_tokens, self.window, **self.fidelity_tasks(),
+                        skip=self.fidelity().per_data)
 
     def fidelity(self) -> Fidelity:
         """The search-time fidelity every pair is measured at."""
