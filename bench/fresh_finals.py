@@ -1,13 +1,14 @@
 """Does a finalist read that includes the search's own text pick the model best on test text, or does fresh text?
 
-Usage: .venv/bin/python bench/fresh_finals.py --run runs/<campaign> [--study <campaign>/final] [--search-tokens 1024]
-       [--fresh-tokens 4096] [--test-tokens 16384] [--out bench/results/fresh_finals-<campaign>.json]
+Usage: .venv/bin/python bench/fresh_finals.py --run runs/<campaign> [--study <campaign>/final-fresh]
+       [--search-tokens 1024] [--final-tokens 4096] [--test-tokens 16384] [--out bench/results/fresh_finals-<c>.json]
 
 The finalists are the pairs the search fidelity's few thousand tokens rank best, so those tokens flatter them (the
 winner's curse). Campaigns before session 30 read their finalists on the first ``final_tokens`` of each validation
-split, the search's own tokens among them. For every finalist of a run, this reads, per split, the
-``--fresh-tokens`` tokens after the first ``--search-tokens`` (text the search never read), and the first
-``--test-tokens`` of each test split; each figure pools the two splits' tokens as the campaign does.
+split, the search's own tokens among them; since then, on the ``final_tokens`` after them. For every finalist of a
+run (``--study``: ``<campaign>/final`` for a run from before), this reads both, per split: the first
+``--final-tokens`` ("start read") and the ``--final-tokens`` after the first ``--search-tokens`` ("fresh read"),
+and the first ``--test-tokens`` of each test split; each figure pools the two splits' tokens as the campaign does.
 """
 
 from __future__ import annotations
@@ -41,21 +42,23 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--study")
     parser.add_argument("--search-tokens", type=int, default=1024)
-    parser.add_argument("--fresh-tokens", type=int, default=4096)
+    parser.add_argument("--final-tokens", type=int, default=4096)
     parser.add_argument("--test-tokens", type=int, default=16384)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
     loaded = load_model("smollm2-135m")
-    store = PairStore(default_storage(args.run), args.study or f"{args.run.name}/final", read_only=True)
+    store = PairStore(default_storage(args.run), args.study or f"{args.run.name}/final-fresh", read_only=True)
     ids = {s: token_ids(loaded.tokenizer, s) for s in ("ptb-valid", "wiki-valid", "ptb-test", "wiki-test")}
-    fresh = [(s, args.search_tokens, args.search_tokens + args.fresh_tokens) for s in ("ptb-valid", "wiki-valid")]
+    valid = ("ptb-valid", "wiki-valid")
+    start = [(s, 0, args.final_tokens) for s in valid]
+    fresh = [(s, args.search_tokens, args.search_tokens + args.final_tokens) for s in valid]
     test = [(s, 0, args.test_tokens) for s in ("ptb-test", "wiki-test")]
     rows = []
     for pair in store.pairs():
         model = materialize(loaded.model, pair.arch)
         row = {"trial": pair.arch.meta.get("trial"), "sampler": pair.sampler,
-               "removed": round(pair.record["removed"], 4), "finals read": pair.record["ppl"],
+               "removed": round(pair.record["removed"], 4), "start read": pooled(model, ids, start)[0],
                "fresh read": pooled(model, ids, fresh)[0]}
         row["test"], each = pooled(model, ids, test)
         rows.append({**row, **each})
