@@ -22,10 +22,8 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from prunesearch.evaluate import with_units
-from prunesearch.evaluate.speed import prompt, step_timer
+from prunesearch.evaluate.speed import interleaved_steps
 from prunesearch.models import describe_device, load_model
 from prunesearch.pruners import materialize
 from prunesearch.space import Architecture, ModelShape, Workload
@@ -35,20 +33,6 @@ ESTIMATORS: dict[str, Callable[[list[float], list[float]], float]] = {
     "median step": lambda dense, pruned: statistics.median(dense) / statistics.median(pruned),
     "median of step ratios": lambda dense, pruned: statistics.median(d / p for d, p in zip(dense, pruned)),
 }
-
-
-@torch.no_grad()
-def timings(dense: torch.nn.Module, pruned: torch.nn.Module, steps: int) -> tuple[list[float], list[float]]:
-    """Seconds of ``steps`` interleaved prefill steps of each model, after one warm-up step each."""
-    batch = prompt(dense.config, Workload())
-    timers = step_timer(dense, batch, "prefill"), step_timer(pruned, batch, "prefill")
-    for timer in timers:
-        timer()
-    dense_s, pruned_s = [], []
-    for _ in range(steps):
-        dense_s.append(timers[0]())
-        pruned_s.append(timers[1]())
-    return dense_s, pruned_s
 
 
 def summary(ratios: list[float]) -> dict[str, object]:
@@ -72,7 +56,8 @@ def main() -> None:
                "workload": Workload().describe(), "models": {}}
     for name, arch in archs.items():
         arch = with_units(loaded, arch, progress=False)
-        runs = [timings(loaded.model, materialize(loaded.model, arch), args.steps) for _ in range(args.trials)]
+        runs = [interleaved_steps(loaded.model, materialize(loaded.model, arch), repeats=args.steps)
+                for _ in range(args.trials)]
         entry = {}
         for steps in sorted({5, args.steps}):
             for way, estimate in ESTIMATORS.items():

@@ -107,10 +107,10 @@ def step_timer(model: PreTrainedModel, batch: torch.Tensor, mode: str) -> Callab
 
 
 @torch.no_grad()
-def compare_speed(dense: PreTrainedModel, pruned: PreTrainedModel, workload: Workload = Workload(),
-                  repeats: int = 5, seed: int = 0) -> Speed:
-    """Tokens/s of each model, its fastest of ``repeats`` steps interleaved with the other's, on ``workload``: a
-    prompt's forward, or tokens generated against its KV cache."""
+def interleaved_steps(dense: PreTrainedModel, pruned: PreTrainedModel, workload: Workload = Workload(),
+                      repeats: int = 5, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Seconds of ``repeats`` steps of each model on ``workload``, alternating between them (after one warm-up step
+    each), so that whatever else the machine does falls on both alike."""
     batch = prompt(dense.config, workload, seed).to(dense.device)
     timers = step_timer(dense, batch, workload.mode), step_timer(pruned, batch, workload.mode)
     for timer in timers:
@@ -119,6 +119,14 @@ def compare_speed(dense: PreTrainedModel, pruned: PreTrainedModel, workload: Wor
     for _ in range(repeats):
         dense_times.append(timers[0]())
         pruned_times.append(timers[1]())
-    tokens = batch.numel() if workload.mode == "prefill" else workload.batch
+    return dense_times, pruned_times
+
+
+def compare_speed(dense: PreTrainedModel, pruned: PreTrainedModel, workload: Workload = Workload(),
+                  repeats: int = 5, seed: int = 0) -> Speed:
+    """Tokens/s of each model, its fastest of ``repeats`` steps interleaved with the other's, on ``workload``: a
+    prompt's forward, or tokens generated against its KV cache."""
+    dense_times, pruned_times = interleaved_steps(dense, pruned, workload, repeats, seed)
+    tokens = workload.batch * (workload.context if workload.mode == "prefill" else 1)
     return Speed(tokens_per_s=tokens / min(pruned_times), dense_tokens_per_s=tokens / min(dense_times),
                  workload=workload, repeats=repeats)
