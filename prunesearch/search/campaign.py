@@ -316,7 +316,7 @@ def finalists(setup: Setup, budget: float, progress: bool = True,
     thousands of queries finds what those tokens favour, and the finalists are the pairs those tokens rank best.
     Reading them on more text of the same splits corrects that at the cost of ``final_top`` evaluations, and only
     text past the search's own is free of the bias (on SmolLM2 the fresh read picked the finalist best on test
-    text at both budgets, where a read that included the search's text did not; BENCHMARKS.md, session 30).
+    text in three of four picks, a read that included the search's text in none; BENCHMARKS.md, session 30).
     Reading the seed the search has to beat beside them keeps a proposal from winning on the short text alone."""
     config = setup.config
     top = best_pairs(setup.store, budget, config.slack, max(config.final_top, 1), config.objective, setup.limits)
