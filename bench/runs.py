@@ -117,8 +117,7 @@ def second_read(pairs: RunPairs, loaded: Any, rows: Any, done: dict[str, float] 
     from prunesearch.pruners import materialize
 
     fidelity = Fidelity.from_dict(pairs.store.meta["fidelity"])
-    per_split = fidelity.tokens // len(fidelity.data)
-    rest = {data: token_ids(loaded.tokenizer, data)[per_split:] for data in fidelity.data}
+    rest = {data: token_ids(loaded.tokenizer, data)[fidelity.per_data:] for data in fidelity.data}
     done = dict(done or {})
     for i in rows:
         key = pairs.archs[i].key(units=True)

@@ -362,7 +362,8 @@ def campaign(
     probes: ProbesOpt = None,
     final_top: Annotated[Optional[int], typer.Option(help="Best pairs per budget read again on --final-tokens "
                                                           "validation tokens to pick the winner (0: none)")] = None,
-    final_tokens: Annotated[Optional[int], typer.Option(help="Validation tokens of the finalists' read, past the search fidelity's text")] = None,
+    final_tokens: Annotated[Optional[int], typer.Option(
+        help="Validation tokens of the finalists' read, past the search fidelity's text")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Zero-shot columns in the comparison: tasks or paper7")] = None,
     task_limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents per task")] = None,
     max_flops: MaxFlopsOpt = None,

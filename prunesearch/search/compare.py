@@ -120,7 +120,8 @@ def compare(loaded: LoadedModel, models: Mapping[str, tuple[str, Architecture]],
     first_of: dict[str, Row] = {}
     for name, (kind, arch) in tqdm(models.items(), desc="compare", disable=not progress, leave=False):
         arch = with_units(loaded, arch, progress=False)
-        if (seen := first_of.get(arch.key())) is not None:
+        key = arch.key()
+        if (seen := first_of.get(key)) is not None:
             rows.append(replace(seen, name=name, kind=kind, ppl=dict(seen.ppl), accuracy=dict(seen.accuracy),
                                 extra={**seen.extra, "same_as": seen.name}))
             continue
@@ -138,8 +139,8 @@ def compare(loaded: LoadedModel, models: Mapping[str, tuple[str, Architecture]],
                         speed_ratio=speed_ratio, speed_mode=speed.describe(),
                         flops_ratio=record["flops"] / record["dense_flops"],
                         kv_ratio=record["kv_bytes"] / record["dense_kv_bytes"], accuracy=accuracy,
-                        extra={"arch_key": arch.key(), "tokens": record["tokens"]}))
-        first_of[arch.key()] = rows[-1]
+                        extra={"arch_key": key, "tokens": record["tokens"]}))
+        first_of[key] = rows[-1]
     first = next(iter(models.values()))[1]
     rows.insert(0, Row(name="dense", kind="dense", removed=0.0, params=cost(first).dense_params, ppl=dense,
                        speed_ratio=1.0, speed_mode=speed.describe(), flops_ratio=1.0, kv_ratio=1.0,

@@ -99,7 +99,8 @@ def _cells(rows: Sequence[Row], reference: str | None) -> tuple[list[str], list[
     body = []
     for row in rows:
         same = row.extra.get("same_as")
-        cells = [row.name if same is None else f"{row.name} (= {same})", row.kind, _num(100 * row.removed, 1, "%"), _num(row.params / 1e6, 1),
+        name = row.name if same is None else f"{row.name} (= {same})"
+        cells = [name, row.kind, _num(100 * row.removed, 1, "%"), _num(row.params / 1e6, 1),
                  _num(row.flops_ratio, 2, "×"), _num(row.kv_ratio, 2, "×")]
         cells += [_num(row.ppl.get(split), 1) for split in splits]
         for split in splits:
