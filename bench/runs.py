@@ -126,7 +126,7 @@ def second_read(pairs: RunPairs, loaded: Any, rows: Any, done: dict[str, float] 
         pruned = materialize(loaded.model, pairs.archs[i])
         total = count = 0
         for ids in rest.values():
-            result = perplexity(pruned, eval_windows(ids, fidelity.window, per_split), progress=False)
+            result = perplexity(pruned, eval_windows(ids, fidelity.window, fidelity.per_data), progress=False)
             total += result.nll * result.scored_tokens
             count += result.scored_tokens
         done[key] = total / count
