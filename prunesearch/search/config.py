@@ -74,7 +74,7 @@ class CampaignConfig:
     tokens: int = 2048
     window: int = 512
     data: tuple[str, ...] = ("ptb-valid", "wiki-valid")
-    rounds: int = 12
+    rounds: int = 9
     verify: int = 6
     trials: int = 20000
     population: int = 256
