@@ -1,6 +1,6 @@
 """Which pairs should the finalists' fresh read be spent on, and what would the campaign have picked after fewer rounds?
 
-Usage: .venv/bin/python bench/finalist_pool.py --run runs/<campaign> [--run ...] [--top 6] [--rounds 3 6 9 12]
+Usage: .venv/bin/python bench/finalist_pool.py --run runs/<campaign> [--top 6] [--rounds 3 6 9 12]
        [--out bench/results/finalist_pool-<campaign>.json]
 
 A campaign's finalists are the ``final_top`` pairs per budget with the lowest loss on the search fidelity's few
@@ -31,7 +31,7 @@ import numpy as np
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, action="append", required=True)
+    parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--top", type=int, default=6)
     parser.add_argument("--rounds", type=int, nargs="+", default=[3, 6, 9, 12])
     parser.add_argument("--out", type=Path)
@@ -45,46 +45,47 @@ def main() -> None:
     from prunesearch.search.campaign import PRIOR, REFINED, eligible_pairs, final_study
     from prunesearch.search.config import CampaignConfig
 
-    results = {"command": "see the module docstring", "top": args.top, "runs": {}}
-    for run in args.run:
-        pairs = run_pairs(run)
-        config = CampaignConfig.from_dict(pairs.config)
-        loaded = load_model(config.model)
-        fidelity = config.final_fidelity()
-        finals = PairStore(default_storage(run), final_study(config.name or run.name), read_only=True)
-        read = finals.pairs(include_collapsed=True)
-        fresh = {p.arch.key(units=True): p.ppl for p in read}
-        seeds = {p.arch.meta.get("trial") for p in read if p.sampler == PRIOR}
-        results["runs"][str(run)] = per_budget = {}
-        for budget in config.budgets:
-            candidates = [p for p in eligible_pairs(pairs.store, budget, config.slack) if p.sampler != REFINED]
-            predicted = pairs.predictor.predict([p.arch for p in candidates])
-            measured = np.array([p.loss(config.objective) for p in candidates])
-            scores = {"predicted": predicted}
-            for rounds in args.rounds:
-                late = np.array([p.arch.meta.get("round", -1) >= rounds for p in candidates])
-                scores[f"after {rounds} rounds"] = np.where(late, np.inf, measured)
-            greedy = [p for p in candidates if p.number in seeds]
-            pools = {name: [candidates[i] for i in np.argsort(s, kind="stable")[:args.top]] + greedy
-                     for name, s in scores.items()}
-            pools["union"] = list({p.arch.key(units=True): p for pool in pools.values() for p in pool}.values())
-            for pair in pools["union"]:
-                key = pair.arch.key(units=True)
-                if key not in fresh:
-                    fresh[key] = measure(loaded, pair.arch, fidelity)["ppl"]
-            rows = {p.number: {"sampler": p.sampler, "round": p.arch.meta.get("round"), "measured_ppl": p.ppl,
-                               "fresh_ppl": fresh[p.arch.key(units=True)],
-                               "predicted_ppl": float(np.exp(predicted[candidates.index(p)]))}
-                    for p in pools["union"]}
-            per_budget[str(budget)] = {
-                "pools": {name: {"trials": [p.number for p in pool],
-                                 "pick": min(pool, key=lambda p: fresh[p.arch.key(units=True)]).number,
-                                 "pick_fresh_ppl": min(fresh[p.arch.key(units=True)] for p in pool)}
-                          for name, pool in pools.items()},
-                "pairs": rows}
-            print(run, budget, json.dumps(per_budget[str(budget)]["pools"]), flush=True)
-            out = args.out or Path(f"bench/results/finalist_pool-{run.name}.json")
-            out.write_text(json.dumps(results, indent=1) + "\n")
+    run = args.run
+    pairs = run_pairs(run)
+    config = CampaignConfig.from_dict(pairs.config)
+    if config.refit:
+        parser.error(f"{run} materializes its pairs with a refit; this bench reads them plain")
+    loaded = load_model(config.model)
+    fidelity = config.final_fidelity()
+    finals = PairStore(default_storage(run), final_study(config.name or run.name), read_only=True)
+    read = finals.pairs(include_collapsed=True)
+    fresh = {p.arch.key(units=True): p.ppl for p in read}
+    seeds = {p.arch.meta.get("trial") for p in read if p.sampler == PRIOR}
+    out = args.out or Path(f"bench/results/finalist_pool-{run.name}.json")
+    results = {"command": "see the module docstring", "top": args.top, "runs": {str(run): {}}}
+    for budget in config.budgets:
+        candidates = [p for p in eligible_pairs(pairs.store, budget, config.slack) if p.sampler != REFINED]
+        predicted = pairs.predictor.predict([p.arch for p in candidates])
+        measured = np.array([p.loss(config.objective) for p in candidates])
+        scores = {"predicted": predicted}
+        for rounds in args.rounds:
+            late = np.array([p.arch.meta.get("round", -1) >= rounds for p in candidates])
+            scores[f"after {rounds} rounds"] = np.where(late, np.inf, measured)
+        greedy = [p for p in candidates if p.number in seeds]
+        pools = {name: [candidates[i] for i in np.argsort(s, kind="stable")[:args.top]] + greedy
+                 for name, s in scores.items()}
+        pools["union"] = list({p.arch.key(units=True): p for pool in pools.values() for p in pool}.values())
+        for pair in pools["union"]:
+            key = pair.arch.key(units=True)
+            if key not in fresh:
+                fresh[key] = measure(loaded, pair.arch, fidelity)["ppl"]
+        predicted_ppl = {p.number: float(np.exp(value)) for p, value in zip(candidates, predicted)}
+        rows = {p.number: {"sampler": p.sampler, "round": p.arch.meta.get("round"), "measured_ppl": p.ppl,
+                           "fresh_ppl": fresh[p.arch.key(units=True)], "predicted_ppl": predicted_ppl[p.number]}
+                for p in pools["union"]}
+        picks = {name: min(pool, key=lambda p: fresh[p.arch.key(units=True)]) for name, pool in pools.items()}
+        results["runs"][str(run)][str(budget)] = {
+            "pools": {name: {"trials": [p.number for p in pool], "pick": picks[name].number,
+                             "pick_fresh_ppl": fresh[picks[name].arch.key(units=True)]}
+                      for name, pool in pools.items()},
+            "pairs": rows}
+        print(run, budget, json.dumps(results["runs"][str(run)][str(budget)]["pools"]), flush=True)
+        out.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
