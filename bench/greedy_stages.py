@@ -33,9 +33,10 @@ def main() -> None:
     from prunesearch.pruners.masking import mask_model
     from prunesearch.search.campaign import prepare
     from prunesearch.search.config import CampaignConfig
+    from runs import run_config
     from prunesearch.space import cost
 
-    config = CampaignConfig.from_dict(json.loads((args.run / "config.json").read_text()))
+    config = CampaignConfig.from_dict(run_config(args.run))
     setup = prepare(config, args.run, progress=False)
     loaded = setup.loaded
     splits = {s: eval_windows(token_ids(loaded.tokenizer, s), 512, args.tokens) for s in ("ptb-valid", "wiki-valid")}

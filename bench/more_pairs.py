@@ -24,11 +24,12 @@ import numpy as np
 def extend(run: Path, out: Path, total: int) -> None:
     """Copy ``run`` to ``out`` (once) and fill the copy's store up to ``total`` distinct pairs."""
     from prunesearch.search.campaign import feature_context, fill_design, prepare, seeds_at
+    from runs import run_config
     from prunesearch.search.config import CampaignConfig
 
     if not out.exists():
         shutil.copytree(run, out)
-    config = replace(CampaignConfig.from_dict(json.loads((out / "config.json").read_text())), pairs=total)
+    config = replace(CampaignConfig.from_dict(run_config(out)), pairs=total)
     setup = prepare(config, out)
     seeds = {b: seeds_at(setup, b) for b in config.budgets}
     setup.ctx = feature_context(setup.priors, setup.sens, setup.space.shape, setup.probes)

@@ -24,12 +24,17 @@ class RunPairs:
     samplers: list[str]
 
 
+def run_config(run: Path) -> dict[str, Any]:
+    """The run's saved config; a run from before the ``layout`` setting read the head of each split."""
+    return {"layout": "head", **json.loads((run / "config.json").read_text())}
+
+
 def run_pairs(run: Path) -> RunPairs:
     from prunesearch.evaluate.store import PairStore, default_storage
     from prunesearch.predictor import Predictor
     from prunesearch.search.campaign import training_data
 
-    config = json.loads((run / "config.json").read_text())
+    config = run_config(run)
     saved = Predictor.load(run / "predictor")
     store = PairStore(default_storage(run), config["name"] or run.name, read_only=True)
     archs, y, removed, samplers = training_data(store, config["objective"])

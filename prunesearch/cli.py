@@ -338,6 +338,8 @@ def campaign(
     pairs: Annotated[Optional[int], typer.Option(help="Pairs measured before the first predictor fit")] = None,
     tokens: Annotated[Optional[int], typer.Option(help="Search-time fidelity: validation tokens per pair")] = None,
     window: Annotated[Optional[int], typer.Option(help="Window length of every perplexity")] = None,
+    layout: Annotated[Optional[str], typer.Option(help="Where the validation windows lie in each split: spread "
+                                                       "(evenly over it, default) or head (its first tokens)")] = None,
     rounds: Annotated[Optional[int], typer.Option(help="Search + verify rounds")] = None,
     verify: Annotated[Optional[int], typer.Option(help="Candidates verified per round and budget")] = None,
     trials: Annotated[Optional[int], typer.Option(help="Predictor queries per search")] = None,
@@ -363,7 +365,7 @@ def campaign(
     final_top: Annotated[Optional[int], typer.Option(help="Best pairs per budget read again on --final-tokens "
                                                           "validation tokens to pick the winner (0: none)")] = None,
     final_tokens: Annotated[Optional[int], typer.Option(
-        help="Validation tokens of the finalists' read, past the search fidelity's text")] = None,
+        help="Validation tokens of the finalists' read, none of them the search fidelity's")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Zero-shot columns in the comparison: tasks or paper7")] = None,
     task_limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents per task")] = None,
     max_flops: MaxFlopsOpt = None,
@@ -391,7 +393,7 @@ def campaign(
     base = CampaignConfig.from_toml(config) if config else CampaignConfig()
     settings = base.replace(model=None if model == "smollm2-135m" and config else model,
                             budgets=tuple(budget) if budget else None, pairs=pairs, tokens=tokens, window=window,
-                            rounds=rounds, verify=verify, trials=trials, sampler=sampler, pessimism=pessimism,
+                            layout=layout, rounds=rounds, verify=verify, trials=trials, sampler=sampler, pessimism=pessimism,
                             compare_tokens=compare_tokens, name=name,
                             storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
                             greedy_stages=greedy_stages, probes=probes, final_top=final_top, final_tokens=final_tokens,

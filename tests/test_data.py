@@ -14,6 +14,7 @@ from prunesearch.data import (
     calibration_windows,
     corpora,
     eval_windows,
+    spread_windows,
     load_text,
     parse_dataset,
     token_ids,
@@ -117,6 +118,31 @@ def test_eval_windows_rejects_too_short_data_and_bad_sizes():
         eval_windows(torch.arange(100), 0)
     with pytest.raises(DataError):
         eval_windows(torch.arange(1000), 128, max_tokens=0)
+
+
+def test_spread_windows_sample_the_whole_split_evenly():
+    ids = torch.arange(100 * 8)
+    starts = lambda rows: (rows[:, 0] // 8).tolist()  # noqa: E731
+    assert starts(spread_windows(ids, 8, 16)) == [25, 75]
+    assert starts(spread_windows(ids, 8, 8)) == [50]
+    assert starts(spread_windows(ids, 8, 40)) == [10, 30, 50, 70, 90]
+    rows = spread_windows(ids, 8, 16)
+    assert rows.dtype == torch.long and torch.equal(rows[0], torch.arange(200, 208))
+    assert spread_windows(ids, 8, 10**6).shape == (100, 8)  # asking for more keeps every window, as eval_windows
+
+
+def test_a_spread_read_past_another_shares_none_of_its_windows():
+    ids = torch.arange(100 * 8)
+    first = set(spread_windows(ids, 8, 16)[:, 0].tolist())
+    second = spread_windows(ids, 8, 64, taken=16)
+    starts = second[:, 0].tolist()
+    assert len(starts) == 8 and not first & set(starts) and starts == sorted(starts)
+    assert starts[0] < 8 * 25 < starts[3] < 8 * 75 < starts[-1]  # still spread over the whole split
+    assert spread_windows(ids, 8, 10**6, taken=16).shape == (98, 8)
+    with pytest.raises(DataError, match="no 8-token window left"):
+        spread_windows(torch.arange(16), 8, 8, taken=16)
+    with pytest.raises(DataError):
+        spread_windows(ids, 8, 0)
 
 
 def test_calibration_windows_are_seeded_contiguous_slices():

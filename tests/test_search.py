@@ -241,8 +241,8 @@ def test_campaign_writes_best_predictor_and_report(finished):
     assert {"prior", "random", "search"} <= samplers
 
 
-def test_a_fidelity_that_skips_reads_the_text_past_what_it_skips(tiny_dir):
-    from prunesearch.data import eval_windows, token_ids
+def test_a_fidelity_reads_past_what_it_skips_or_spread_over_the_split(tiny_dir):
+    from prunesearch.data import eval_windows, spread_windows, token_ids
     from prunesearch.evaluate import measure, with_units
     from prunesearch.evaluate.perplexity import perplexity
 
@@ -252,6 +252,9 @@ def test_a_fidelity_that_skips_reads_the_text_past_what_it_skips(tiny_dir):
     ids = token_ids(loaded.tokenizer, "ptb-valid")
     direct = perplexity(loaded.model, eval_windows(ids[256:], 64, 256), progress=False).nll
     assert fresh == pytest.approx(direct, rel=1e-4) and fresh != pytest.approx(start, rel=1e-4)
+    spread = measure(loaded, arch, Fidelity(("ptb-valid",), 256, 64, layout="spread"))["nll"]
+    direct = perplexity(loaded.model, spread_windows(ids, 64, 256), progress=False).nll
+    assert spread == pytest.approx(direct, rel=1e-4) and spread != pytest.approx(start, rel=1e-4)
 
 
 def test_the_finalists_read_only_text_the_search_fidelity_did_not():
@@ -259,6 +262,10 @@ def test_the_finalists_read_only_text_the_search_fidelity_did_not():
     search, final = config.fidelity(), config.final_fidelity()
     assert (search.skip, search.per_data, final.skip, final.per_data) == (0, 1024, 1024, 4096)
     assert final.data == search.data and final.window == search.window
+    assert search.layout == final.layout == "spread"
+    assert CampaignConfig(layout="head").final_fidelity().layout == "head"
+    with pytest.raises(PrunesearchError, match="layout"):
+        CampaignConfig(layout="tail")
 
 
 def test_the_winner_is_the_best_finalist_on_the_fresh_read(finished):

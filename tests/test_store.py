@@ -202,6 +202,7 @@ def test_a_collapse_is_recorded_excluded_and_never_reevaluated(url, bad):
             "was run with another search space: mlp_step 16, not 32",
         ),
         ({"fidelity": Fidelity(tokens=4096).to_dict()}, "was run with another fidelity: tokens 2048, not 4096"),
+        ({"fidelity": Fidelity(layout="spread").to_dict()}, 'was run with another fidelity: layout "head", not "spread"'),
         ({"units": "transact"}, "chose units by activation scores, not transact"),
         ({"refit": {"damp": 0.05}}, "materialized its pairs with refit null, not"),
         ({"dtype": "bfloat16", "fingerprint": "1234567890abcdef"}, "ran its model in float32, not bfloat16"),
@@ -242,6 +243,21 @@ def test_fidelity_roundtrip_and_validation():
     assert "skip" not in fidelity.to_dict()  # stores written before ``skip`` still match a fidelity read from the start
     with pytest.raises(PrunesearchError, match="skip"):
         Fidelity(skip=-1)
+    spread = Fidelity(("ptb-valid",), tokens=1024, window=256, layout="spread")
+    assert Fidelity.from_dict(spread.to_dict()) == spread and spread != fidelity
+    assert "layout" not in fidelity.to_dict()  # stores written before ``layout`` read their first tokens
+    with pytest.raises(PrunesearchError, match="layout"):
+        Fidelity(layout="middle")
+
+
+def test_a_fidelity_reads_its_layouts_windows():
+    ids = torch.arange(40 * 16)
+    head, spread = (Fidelity(("ptb-valid", "wiki-valid"), 64, 16, layout=layout) for layout in ("head", "spread"))
+    assert (head.windows(ids)[:, 0] // 16).tolist() == [0, 1]
+    assert (spread.windows(ids)[:, 0] // 16).tolist() == [10, 30]
+    later = Fidelity(("ptb-valid",), 64, 16, skip=32, layout="spread")
+    assert not set(later.windows(ids)[:, 0].tolist()) & set(spread.windows(ids)[:, 0].tolist())
+    assert (Fidelity(("ptb-valid",), 32, 16, skip=32).windows(ids)[:, 0] // 16).tolist() == [2, 3]
 
 
 def test_training_data_counts_an_architecture_measured_twice_once(url):

@@ -6,6 +6,7 @@ from prunesearch.data.windows import (
     calibration_windows,
     eval_windows,
     parse_dataset,
+    spread_windows,
     token_ids,
     tokenizer_fingerprint,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "eval_windows",
     "load_text",
     "parse_dataset",
+    "spread_windows",
     "token_ids",
     "tokenizer_fingerprint",
     "wiki_paragraphs",

@@ -86,6 +86,32 @@ def eval_windows(ids: torch.Tensor, window: int, max_tokens: int | None = None) 
     return ids[: count * window].reshape(count, window).long()
 
 
+def spread_windows(ids: torch.Tensor, window: int, max_tokens: int, taken: int = 0) -> torch.LongTensor:
+    """``max_tokens // window`` windows (at least one) evenly spaced over all of ``ids``'s non-overlapping windows,
+    leaving out those a spread read of ``taken`` tokens takes.
+
+    A few thousand tokens from the start of a split are one or two documents (the first 2,048 tokens of the wiki
+    split are ~12 paragraphs of one article), so a search ranked on them learns what those documents favour; the same
+    tokens spread over the split sample its documents. ``taken`` makes a second read disjoint from a first one.
+    Asking for more windows than are left keeps them all, as ``eval_windows`` keeps all a split has.
+    """
+    rows = eval_windows(ids, window)
+    free = np.arange(len(rows))
+    if taken > 0:
+        free = np.setdiff1d(free, _spaced(len(rows), max(1, taken // window)))
+    if max_tokens <= 0:
+        raise DataError(f"max_tokens must be positive, got {max_tokens}")
+    if len(free) == 0:
+        raise DataError(f"the data has no {window}-token window left past the {taken} tokens taken")
+    count = min(len(free), max(1, max_tokens // window))
+    return rows[torch.from_numpy(free[_spaced(len(free), count)])]
+
+
+def _spaced(n: int, k: int) -> np.ndarray:
+    """``k`` of ``range(n)`` evenly spaced: the middles of ``k`` equal strata."""
+    return (2 * np.arange(k) + 1) * n // (2 * k)
+
+
 def calibration_windows(ids: torch.Tensor, count: int, length: int, seed: int) -> torch.LongTensor:
     """``count`` windows of ``length`` tokens at seeded random offsets (reproducible calibration sets)."""
     if count <= 0 or length <= 0:

@@ -143,8 +143,7 @@ def measure(loaded: LoadedModel, arch: Architecture, fidelity: Fidelity, scores:
     pruned = materialize(loaded.model, arch, refit)
     total, count, per_split = 0.0, 0, {}
     for data in fidelity.data:
-        ids = token_ids(loaded.tokenizer, data)[fidelity.skip:]
-        windows = eval_windows(ids, fidelity.window, fidelity.per_data)
+        windows = fidelity.windows(token_ids(loaded.tokenizer, data))
         result = perplexity(pruned, windows, progress=progress, desc=f"pair on {data}")
         per_split[f"ppl_{data}"] = result.ppl
         total += result.nll * result.scored_tokens

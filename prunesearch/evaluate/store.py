@@ -37,11 +37,15 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
-from prunesearch.data import parse_dataset
+import torch
+
+from prunesearch.data import eval_windows, parse_dataset, spread_windows
 from prunesearch.errors import PrunesearchError
 from prunesearch.space import Architecture, SearchSpace
 
 REQUIRED_META = ("fingerprint", "space", "fidelity")
+LAYOUTS = ("spread", "head")
+"""Where a fidelity's windows lie in each data set (``Fidelity.windows``)."""
 TAKEN = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 HEARTBEAT = 10
 """Seconds between a running trial's heartbeats; Optuna fails it after twice that without one."""
@@ -52,8 +56,10 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 
 @dataclass(frozen=True)
 class Fidelity:
-    """What text a search-time perplexity is measured on: ``tokens`` in all, split evenly over ``data``, from token
-    ``skip`` of each (a read disjoint from another fidelity's text); with ``tasks``, also zero-shot accuracy on the
+    """What text a search-time perplexity is measured on: ``tokens`` in all, split evenly over ``data``, in
+    ``window``-token windows laid out by ``layout`` in each: ``head``, the first tokens past ``skip``; ``spread``,
+    windows evenly spaced over the whole split, leaving out those a spread read of ``skip`` tokens takes (either way
+    ``skip`` makes a read disjoint from another fidelity's text); with ``tasks``, also zero-shot accuracy on the
     first ``task_limit`` documents of each (lm-eval's validation or test documents: a campaign that targets
     accuracy ranks on them, so its reported accuracy is not held out unless compared on other documents)."""
 
@@ -63,6 +69,7 @@ class Fidelity:
     tasks: tuple[str, ...] = ()
     task_limit: int = 20
     skip: int = 0
+    layout: str = "head"
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -76,6 +83,8 @@ class Fidelity:
             )
         if self.skip < 0:
             raise PrunesearchError(f"a fidelity cannot skip {self.skip} tokens")
+        if self.layout not in LAYOUTS:
+            raise PrunesearchError(f"a fidelity's layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
 
     @property
     def per_data(self) -> int:
@@ -83,14 +92,22 @@ class Fidelity:
         return self.tokens // len(self.data)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON; a perplexity-only fidelity omits the task fields, and one read from the start its ``skip``
-        (as campaigns before them stored it)."""
+        """Plain JSON; a perplexity-only fidelity omits the task fields, one read from the start its ``skip``, and
+        one of the ``head`` layout its ``layout`` (as campaigns before them stored it)."""
         out = {**asdict(self), "data": list(self.data), "tasks": list(self.tasks)}
         if not self.tasks:
             del out["tasks"], out["task_limit"]
         if not self.skip:
             del out["skip"]
+        if self.layout == "head":
+            del out["layout"]
         return out
+
+    def windows(self, ids: torch.Tensor) -> torch.LongTensor:
+        """This read's windows of one data set's token ids."""
+        if self.layout == "spread":
+            return spread_windows(ids, self.window, self.per_data, self.skip)
+        return eval_windows(ids[self.skip:], self.window, self.per_data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Fidelity":
@@ -227,9 +244,12 @@ class PairStore:
             raise PrunesearchError(f"{name} ran its model in {dtype[0]}, not {dtype[1]}")
         if stored["fingerprint"] != given["fingerprint"]:
             raise PrunesearchError(f"{name} was run for model {stored['fingerprint']}, not {given['fingerprint']}")
-        for key, what in (("space", "search space"), ("fidelity", "fidelity")):
-            if stored[key] != given[key]:
-                raise PrunesearchError(f"{name} was run with another {what}: {_differences(stored[key], given[key])}")
+        if stored["space"] != given["space"]:
+            raise PrunesearchError(f"{name} was run with another search space: "
+                                   f"{_differences(stored['space'], given['space'])}")
+        if stored["fidelity"] != given["fidelity"]:
+            old, new = (asdict(Fidelity.from_dict(meta["fidelity"])) for meta in (stored, given))
+            raise PrunesearchError(f"{name} was run with another fidelity: {_differences(old, new)}")
         refit = stored.get("refit"), given.get("refit")
         if refit[0] != refit[1]:
             raise PrunesearchError(f"{name} materialized its pairs with refit {json.dumps(refit[0])}, "

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prunesearch.errors import PrunesearchError
-from prunesearch.evaluate.store import Fidelity
+from prunesearch.evaluate.store import LAYOUTS, Fidelity
 from prunesearch.models import resolve_device, resolve_dtype
 from prunesearch.predictor.model import MEMBERS
 from prunesearch.pruners.priors import UNIT_METHODS
@@ -29,7 +29,9 @@ class CampaignConfig:
     """Everything a campaign does, so that a rerun with the same config resumes the same campaign.
 
     ``pairs``: architectures measured before the first predictor fit (the baselines included); ``tokens``,
-    ``window``, ``data``: the search-time fidelity (validation text only); ``rounds`` of search, each verifying
+    ``window``, ``data``, ``layout``: the search-time fidelity (validation text only; ``spread``: its windows evenly
+    spaced over each split, ``head``: its first tokens, as campaigns before session 33 read; ``Fidelity``);
+    ``rounds`` of search, each verifying
     ``verify`` new candidates per budget by real measurement; ``trials``: predictor queries per search,
     ``population`` its generation size, ``sampler`` its engine (``evolution``, or an Optuna sampler: ``nsga2``, ``tpe``,
     ``random``), ``pessimism`` the weight of the predictor ensemble's spread added to its mean (0: the mean alone),
@@ -74,6 +76,7 @@ class CampaignConfig:
     tokens: int = 2048
     window: int = 512
     data: tuple[str, ...] = ("ptb-valid", "wiki-valid")
+    layout: str = "spread"
     rounds: int = 9
     verify: int = 6
     trials: int = 20000
@@ -138,6 +141,9 @@ class CampaignConfig:
             raise PrunesearchError(f"campaign setting 'units' must be one of {', '.join(UNIT_METHODS)}, "
                                    f"got {self.units!r}")
         probe_spec(self.probes)
+        if self.layout not in LAYOUTS:
+            raise PrunesearchError(f"campaign setting 'layout' must be one of {', '.join(LAYOUTS)}, "
+                                   f"got {self.layout!r}")
         for name in ("rounds", "verify", "refine_steps", "refine_top", "final_top"):
             if getattr(self, name) < 0:
                 raise PrunesearchError(f"campaign setting '{name}' must not be negative, got {getattr(self, name)}")
@@ -167,16 +173,16 @@ class CampaignConfig:
                       Workload(self.speed_mode, self.speed_batch, self.speed_context))
 
     def final_fidelity(self) -> Fidelity | None:
-        """The finalists' read: text of the validation splits past what the search fidelity read, so that no pair
-        is favoured by the tokens it was picked on (None when off or no longer than the search fidelity)."""
+        """The finalists' read: windows of the validation splits that the search fidelity did not read, so that no
+        pair is favoured by the tokens it was picked on (None when off or no longer than the search fidelity)."""
         if self.final_top == 0 or self.final_tokens <= self.tokens:
             return None
         return Fidelity(tuple(self.data), self.final_tokens, self.window, **self.fidelity_tasks(),
-                        skip=self.fidelity().per_data)
+                        skip=self.fidelity().per_data, layout=self.layout)
 
     def fidelity(self) -> Fidelity:
         """The search-time fidelity every pair is measured at."""
-        return Fidelity(tuple(self.data), self.tokens, self.window, **self.fidelity_tasks())
+        return Fidelity(tuple(self.data), self.tokens, self.window, **self.fidelity_tasks(), layout=self.layout)
 
     def fidelity_tasks(self) -> dict[str, Any]:
         """The task part of the search-time fidelity: none unless the objective is accuracy."""
