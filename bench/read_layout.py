@@ -2,7 +2,7 @@
 (``head``: the first 1,024 tokens) or from two places far apart (``spread``)?
 
 Usage: .venv/bin/python bench/read_layout.py --run runs/<campaign> [--budget 0.2] [--count 32] [--ref-tokens 16384]
-       [--out bench/results/read_layout-<campaign>.json]
+       [--draws 2000] [--out bench/results/read_layout-<campaign>-<pct>.json] | --rescore FILE
 
 A campaign fits its predictor to pairs read on a few thousand validation tokens and then searches for what that
 predictor favours, so every way in which its read departs from test text is something the search can exploit. The
@@ -13,18 +13,19 @@ The architectures are the campaign's prior-perturbed design pairs within +-``ban
 fit, so no read selected them), at most ``--count`` of them. Each is materialized once and read window by window on
 four blocks of four consecutive 512-token windows per validation split (at the head, and at the windows the spread
 read and the finalists' spread read start from), and on ``--ref-tokens`` of test text spread over both test splits:
-the reference. A *head-like* read is two consecutive windows of one block per split; a *spread-like* read is two
-windows of two blocks per split; every placement of each kind is scored (up to ``--draws`` of them), and the exact
-reads a campaign uses (head: windows 0-1; spread: the middles of two halves) are shown beside them.
+the reference. Reads of k windows per split are then scored on those NLLs, ``--draws`` random placements each:
+*consecutive* (k adjacent windows of one block, as a head read is) and *spread* (k windows of k blocks, or for k
+over 4 any k of the 16); and the exact reads a campaign uses (head: windows 0-1; spread: the middles of two halves).
+``--rescore FILE`` scores a saved result again, measuring nothing.
 
-Per read: Kendall tau with the reference, the spread (std) across architectures of its centred log-ppl error against
-the reference, and the reference log-ppl regret of the architecture it ranks first.
+Per read: Kendall tau with the reference over all the architectures and over the best half by the reference (the
+near-ties a search must order), and the spread (std) across architectures of its centred log-ppl error against the
+reference.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 from pathlib import Path
@@ -37,16 +38,23 @@ BLOCK = 4
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--run", type=Path)
     parser.add_argument("--budget", type=float, default=0.2)
     parser.add_argument("--count", type=int, default=32)
     parser.add_argument("--ref-tokens", type=int, default=16384)
     parser.add_argument("--draws", type=int, default=2000)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--rescore", type=Path, help="score the reads again from a saved result, measuring nothing")
     args = parser.parse_args()
+    if args.rescore:
+        results = json.loads(args.rescore.read_text())
+        analyse(results, args.draws)
+        args.rescore.write_text(json.dumps(results, indent=1) + "\n")
+        return
+    if args.run is None:
+        parser.error("give --run (or --rescore)")
 
     import torch
-    from scipy.stats import kendalltau
 
     from runs import run_config
 
@@ -90,32 +98,49 @@ def main() -> None:
         ref_nll[i] = perplexity(model, ref_rows, progress=False).nll
         print(i, pair.number, pair.arch.meta.get("perturbed"), round(math.exp(ref_nll[i]), 2), flush=True)
 
-    def score(choice: tuple[list[int], ...]) -> dict[str, float]:
-        """A read taking windows ``choice[d]`` of data set d: pooled mean NLL per architecture against the reference."""
-        nll = np.mean([valid_nll[:, d, c].mean(axis=1) for d, c in enumerate(choice)], axis=0)
-        error = nll - ref_nll
-        return {"kendall_tau": float(kendalltau(nll, ref_nll)[0]), "error_std": float(np.std(error - error.mean())),
-                "regret": float(ref_nll[np.argmin(nll)] - ref_nll.min())}
-
-    blocks = len(starts[data[0]])
-    head_like = [[b * BLOCK + k, b * BLOCK + k + 1] for b in range(blocks) for k in range(BLOCK - 1)]
-    spread_like = [[b1 * BLOCK + k1, b2 * BLOCK + k2] for b1, b2 in itertools.combinations(range(blocks), 2)
-                   for k1 in range(BLOCK) for k2 in range(BLOCK)]
-    rng = np.random.default_rng(1)
     results = {"run": str(args.run), "budget": args.budget, "pairs": [p.number for p in picked],
                "block_starts": starts, "ref": reference.to_dict(),
-               "ref_ppl": np.exp(ref_nll).tolist(), "valid_nll": valid_nll.tolist(), "reads": {}}
-    for name, kinds in (("head-like", head_like), ("spread-like", spread_like)):
-        combos = list(itertools.product(kinds, repeat=len(data)))
-        chosen = [combos[j] for j in rng.permutation(len(combos))[:args.draws]]
-        scored = [score(c) for c in chosen]
-        results["reads"][name] = {key: {"mean": float(np.mean([s[key] for s in scored])),
-                                        "p10": float(np.percentile([s[key] for s in scored], 10)),
-                                        "p90": float(np.percentile([s[key] for s in scored], 90))}
-                                  for key in scored[0]} | {"draws": len(chosen)}
-    results["reads"]["head (windows 0-1)"] = score(tuple([0, 1] for _ in data))
-    results["reads"]["spread (the campaign's)"] = score(tuple([BLOCK, 3 * BLOCK] for _ in data))
+               "ref_ppl": np.exp(ref_nll).tolist(), "valid_nll": valid_nll.tolist()}
+    analyse(results, args.draws)
     out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def analyse(results: dict, draws: int) -> None:
+    """Score every kind of read on the saved per-window NLLs (``results["reads"]``) and print them."""
+    from scipy.stats import kendalltau
+
+    valid = np.array(results["valid_nll"])
+    ref = np.log(np.array(results["ref_ppl"]))
+    best_half = np.argsort(ref)[:len(ref) // 2]
+    blocks = valid.shape[2] // BLOCK
+
+    def score(choice: list[list[int]]) -> dict[str, float]:
+        """A read taking windows ``choice[d]`` of data set d: pooled mean NLL per architecture against the reference."""
+        nll = np.mean([valid[:, d, c].mean(axis=1) for d, c in enumerate(choice)], axis=0)
+        error = nll - ref
+        return {"kendall_tau": float(kendalltau(nll, ref)[0]), "error_std": float(np.std(error - error.mean())),
+                "kendall_tau_best_half": float(kendalltau(nll[best_half], ref[best_half])[0])}
+
+    rng = np.random.default_rng(1)
+
+    def placement(kind: str, k: int) -> list[int]:
+        if kind == "consecutive":
+            block, start = rng.integers(blocks), rng.integers(BLOCK - k + 1)
+            return list(range(block * BLOCK + start, block * BLOCK + start + k))
+        if k <= blocks:
+            return [int(b) * BLOCK + int(rng.integers(BLOCK)) for b in rng.choice(blocks, k, replace=False)]
+        return [int(w) for w in rng.choice(blocks * BLOCK, k, replace=False)]
+
+    results["reads"] = {}
+    for kind, sizes in (("consecutive", (1, 2, 4)), ("spread", (1, 2, 4, 8, 16))):
+        for k in sizes:
+            scored = [score([placement(kind, k) for _ in range(valid.shape[1])]) for _ in range(draws)]
+            results["reads"][f"{kind}, {k} per split"] = {
+                key: {"mean": float(np.mean([s[key] for s in scored])),
+                      "p10": float(np.percentile([s[key] for s in scored], 10)),
+                      "p90": float(np.percentile([s[key] for s in scored], 90))} for key in scored[0]}
+    results["reads"]["head (windows 0-1, before session 33)"] = score([[0, 1]] * valid.shape[1])
+    results["reads"]["spread (the campaign's)"] = score([[BLOCK, 3 * BLOCK]] * valid.shape[1])
     for name, read in results["reads"].items():
         print(name, json.dumps(read))
 
