@@ -393,8 +393,8 @@ def campaign(
     base = CampaignConfig.from_toml(config) if config else CampaignConfig()
     settings = base.replace(model=None if model == "smollm2-135m" and config else model,
                             budgets=tuple(budget) if budget else None, pairs=pairs, tokens=tokens, window=window,
-                            layout=layout, rounds=rounds, verify=verify, trials=trials, sampler=sampler, pessimism=pessimism,
-                            compare_tokens=compare_tokens, name=name,
+                            layout=layout, rounds=rounds, verify=verify, trials=trials, sampler=sampler,
+                            pessimism=pessimism, compare_tokens=compare_tokens, name=name,
                             storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
                             greedy_stages=greedy_stages, probes=probes, final_top=final_top, final_tokens=final_tokens,
                             task_limit=task_limit, max_flops=max_flops, max_kv=max_kv, min_speedup=min_speedup,

@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
-
-import torch
 
 from prunesearch.data import eval_windows, parse_dataset, spread_windows
 from prunesearch.errors import PrunesearchError
