@@ -58,8 +58,7 @@ def main() -> None:
 
     from runs import run_config
 
-    from prunesearch.data import token_ids
-    from prunesearch.data.windows import _spaced
+    from prunesearch.data import spread_indices, token_ids
     from prunesearch.evaluate.perplexity import perplexity
     from prunesearch.evaluate.store import Fidelity, PairStore, default_storage
     from prunesearch.models import load_model
@@ -80,8 +79,8 @@ def main() -> None:
     for spec in data:
         ids = token_ids(loaded.tokenizer, spec)
         n = ids.numel() // WINDOW
-        spread = _spaced(n, count)
-        finals = np.setdiff1d(np.arange(n), spread)[_spaced(n - len(spread), max(1, config["final_tokens"] // len(data) // WINDOW))]
+        spread = spread_indices(n, count)
+        finals = spread_indices(n, max(1, config["final_tokens"] // len(data) // WINDOW), count)
         starts[spec] = [0, int(spread[0]), int(finals[len(finals) // 2]), int(spread[-1])]
         index = torch.tensor([s + k for s in starts[spec] for k in range(BLOCK)])
         rows[spec] = ids[: n * WINDOW].reshape(n, WINDOW)[index]

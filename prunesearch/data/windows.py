@@ -96,15 +96,21 @@ def spread_windows(ids: torch.Tensor, window: int, max_tokens: int, taken: int =
     Asking for more windows than are left keeps them all, as ``eval_windows`` keeps all a split has.
     """
     rows = eval_windows(ids, window)
-    free = np.arange(len(rows))
-    if taken > 0:
-        free = np.setdiff1d(free, _spaced(len(rows), max(1, taken // window)))
     if max_tokens <= 0:
         raise DataError(f"max_tokens must be positive, got {max_tokens}")
-    if len(free) == 0:
+    taken_rows = max(1, taken // window) if taken > 0 else 0
+    if taken_rows >= len(rows):
         raise DataError(f"the data has no {window}-token window left past the {taken} tokens taken")
-    count = min(len(free), max(1, max_tokens // window))
-    return rows[torch.from_numpy(free[_spaced(len(free), count)])]
+    return rows[torch.from_numpy(spread_indices(len(rows), max(1, max_tokens // window), taken_rows))]
+
+
+def spread_indices(total: int, count: int, taken: int = 0) -> np.ndarray:
+    """Which of ``total`` windows a spread read of ``count`` takes (all that are left, if fewer), leaving out the
+    ``taken`` a first spread read takes: ``spread_windows`` in window numbers."""
+    free = np.arange(total)
+    if taken > 0:
+        free = np.setdiff1d(free, _spaced(total, taken))
+    return free[_spaced(len(free), min(len(free), count))]
 
 
 def _spaced(n: int, k: int) -> np.ndarray:
