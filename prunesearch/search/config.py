@@ -31,8 +31,8 @@ class CampaignConfig:
     ``pairs``: architectures measured before the first predictor fit (the baselines included); ``tokens``,
     ``window``, ``data``, ``layout``: the search-time fidelity (validation text only; ``spread``: its windows evenly
     spaced over each split, ``head``: its first tokens, as campaigns before session 33 read; ``Fidelity``). 4,096
-    tokens (four 512-token windows per split) rank the pairs within a budget band better than 2,048 on more pairs
-    for the same campaign time: measurement noise, not the pair count, bounds the ranking there;
+    tokens (four 512-token windows per split) rank the pairs within a budget band better on average than 2,048 on
+    more pairs for the same campaign time, because the pairs there are near-ties that measurement noise reorders;
     ``rounds`` of search, each verifying
     ``verify`` new candidates per budget by real measurement; ``trials``: predictor queries per search,
     ``population`` its generation size, ``sampler`` its engine (``evolution``, or an Optuna sampler: ``nsga2``, ``tpe``,
