@@ -336,7 +336,8 @@ def campaign(
     model: ModelOpt = "smollm2-135m",
     budget: Annotated[Optional[list[float]], typer.Option(help="Fraction of parameters to remove (repeatable)")] = None,
     pairs: Annotated[Optional[int], typer.Option(help="Pairs measured before the first predictor fit")] = None,
-    tokens: Annotated[Optional[int], typer.Option(help="Search-time fidelity: validation tokens per pair (default 4096)")] = None,
+    tokens: Annotated[Optional[int], typer.Option(help="Search-time fidelity: validation tokens per pair "
+                                                      "(default 4096)")] = None,
     window: Annotated[Optional[int], typer.Option(help="Window length of every perplexity")] = None,
     layout: Annotated[Optional[str], typer.Option(help="Where the validation windows lie in each split: spread "
                                                        "(evenly over it, default) or head (its first tokens)")] = None,
