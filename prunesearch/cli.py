@@ -367,6 +367,10 @@ def campaign(
                                                           "validation tokens to pick the winner (0: none)")] = None,
     final_tokens: Annotated[Optional[int], typer.Option(
         help="Validation tokens of the finalists' read, none of them the search fidelity's")] = None,
+    deep_top: Annotated[Optional[int], typer.Option(help="Best finalists per budget read again on --deep-tokens "
+                                                         "more validation tokens (0: none; default 2)")] = None,
+    deep_tokens: Annotated[Optional[int], typer.Option(
+        help="Validation tokens of the best finalists' second read, none read before (default 32768)")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Zero-shot columns in the comparison: tasks or paper7")] = None,
     task_limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents per task")] = None,
     max_flops: MaxFlopsOpt = None,
@@ -398,6 +402,7 @@ def campaign(
                             pessimism=pessimism, compare_tokens=compare_tokens, name=name,
                             storage=storage, seed=seed, objective=objective, units=units, refine_top=refine_top,
                             greedy_stages=greedy_stages, probes=probes, final_top=final_top, final_tokens=final_tokens,
+                            deep_top=deep_top, deep_tokens=deep_tokens,
                             task_limit=task_limit, max_flops=max_flops, max_kv=max_kv, min_speedup=min_speedup,
                             speed_mode=speed_mode, speed_batch=speed_batch, speed_context=speed_context,
                             refit=None if refit and base.refit else refit,  # --refit keeps a configured spec
@@ -413,6 +418,8 @@ def campaign(
         out.print(comparison_table(rows, title=f"campaign {settings.campaign}: test perplexity"))
     for b, info in summary["best"].items():
         final = f", {info['final_ppl']:.2f} on the finalists' fresh read" if info.get("final_ppl") else ""
+        if info.get("fresh_ppl") and info["fresh_ppl"] != info.get("final_ppl"):
+            final += f", {info['fresh_ppl']:.2f} with the second fresh read"
         speed = (f", predicted {Workload(info['speed_mode'], info['speed_batch'], info['speed_context']).describe()} "
                  f"speed {info['predicted_speedup']:.2f}× dense" if "predicted_speedup" in info else "")
         out.print(f"best at {float(b):.0%}: {info['path']} (fidelity ppl {info['ppl']:.2f}{final}, "

@@ -145,6 +145,21 @@ def test_a_spread_read_past_another_shares_none_of_its_windows():
         spread_windows(ids, 8, 0)
 
 
+def test_a_third_spread_read_shares_no_window_with_the_two_before_it():
+    ids = torch.arange(100 * 8)
+    first = set(spread_windows(ids, 8, 32)[:, 0].tolist())
+    second = set(spread_windows(ids, 8, 64, taken=32)[:, 0].tolist())
+    third = spread_windows(ids, 8, 80, taken=(32, 64))[:, 0].tolist()
+    assert len(third) == 10 and not (first | second) & set(third) and third == sorted(third)
+    assert third[0] < 8 * 20 and third[-1] > 8 * 80  # spread over the whole split
+    assert spread_windows(ids, 8, 10**6, taken=(32, 64)).shape == (88, 8)
+    assert spread_windows(ids, 8, 64, taken=(32,)).equal(spread_windows(ids, 8, 64, taken=32))
+    with pytest.raises(DataError, match="no 8-token window left"):
+        spread_windows(torch.arange(80), 8, 8, taken=(32, 48))
+    with pytest.raises(DataError, match="negative"):
+        spread_windows(ids, 8, 8, taken=(32, -8))
+
+
 def test_calibration_windows_are_seeded_contiguous_slices():
     ids = torch.arange(10_000)
     a = calibration_windows(ids, 8, 64, seed=0)

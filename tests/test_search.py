@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,14 +17,14 @@ import optuna
 import pytest
 
 from prunesearch.errors import BudgetError, PrunesearchError
-from prunesearch.evaluate.store import Fidelity, PairStore, default_storage
+from prunesearch.evaluate.store import Fidelity, Pair, PairStore, default_storage
 from prunesearch.predictor import Predictor
 from prunesearch.evaluate import worker as worker_module
 from prunesearch.pruners import RefitSpec
 from prunesearch.pruners.greedy import greedy_allocation, mlp_step_params
 from prunesearch.pruners.sensitivity import Sensitivity
-from prunesearch.search.campaign import (PRIOR, RANDOM, design, eligible_pairs, feature_context, final_study,
-                                         run_campaign, sensitivity_of, space_for)
+from prunesearch.search.campaign import (PRIOR, RANDOM, design, deep_study, eligible_pairs, feature_context,
+                                         final_study, run_campaign, sensitivity_of, space_for)
 from prunesearch.search.config import CampaignConfig
 from prunesearch.search.optimize import Decoder, search
 from prunesearch.search.reuse import reuse_search
@@ -205,7 +206,7 @@ def test_design_draws_both_kinds_of_pairs_for_every_budget():
 def tiny_config(tiny_dir: Path, **changes) -> CampaignConfig:
     settings = dict(model=str(tiny_dir), budgets=(0.2,), pairs=12, tokens=128, window=64, rounds=1, verify=2,
                     trials=64, population=16, compare_tokens=128, mlp_step=8, final_top=3, final_tokens=512,
-                    greedy_stages=2, members=5)
+                    deep_tokens=512, greedy_stages=2, members=5)
     return CampaignConfig(**{**settings, **changes})
 
 
@@ -268,6 +269,22 @@ def test_the_finalists_read_only_text_the_search_fidelity_did_not():
         CampaignConfig(layout="tail")
 
 
+def test_the_deep_read_follows_both_earlier_reads_and_round_trips():
+    deep = CampaignConfig(tokens=2048, final_tokens=8192, deep_tokens=32768).deep_fidelity()
+    assert (deep.skip, deep.per_data, deep.layout) == ((1024, 4096), 16384, "spread")
+    assert Fidelity.from_dict(json.loads(json.dumps(deep.to_dict()))) == deep
+    assert CampaignConfig(tokens=2048, final_tokens=8192, layout="head").deep_fidelity().skip == 5120
+    assert CampaignConfig(deep_top=0).deep_fidelity() is None
+    assert CampaignConfig(final_top=0).deep_fidelity() is None
+    assert CampaignConfig(objective="accuracy", tasks=("piqa",)).deep_fidelity() is None
+    with pytest.raises(PrunesearchError, match="several earlier reads"):
+        Fidelity(("ptb-valid",), 1024, skip=(512, 512))
+    with pytest.raises(PrunesearchError, match="cannot skip"):
+        Fidelity(("ptb-valid",), 1024, skip=(512, -1), layout="spread")
+    with pytest.raises(PrunesearchError, match="must not be negative"):
+        CampaignConfig(deep_top=-1)
+
+
 def test_the_winner_is_the_best_finalist_on_the_fresh_read(finished):
     config, run_dir, summary = finished
     pairs = PairStore(default_storage(run_dir), config.campaign).pairs()
@@ -279,9 +296,23 @@ def test_the_winner_is_the_best_finalist_on_the_fresh_read(finished):
     assert greedy in {p.arch.key(units=True) for p in eligible}
     assert {p.arch.key(units=True) for p in finals} == {p.arch.key(units=True) for p in eligible[:3]} | {greedy}
     assert all(p.record["scored_tokens"] > eligible[0].record["scored_tokens"] for p in finals)
+    by_final = sorted(finals, key=lambda p: p.ppl)
+    deep_store = PairStore(default_storage(run_dir), deep_study(config.campaign))
+    assert deep_store.meta["fidelity"]["skip"] == [config.fidelity().per_data, config.final_fidelity().per_data]
+    deeps = {p.arch.key(units=True): p for p in deep_store.pairs()}
+    assert set(deeps) == {p.arch.key(units=True) for p in by_final[:config.deep_top]}
+
+    def pooled(final: Pair) -> float:
+        reads = (final.record, deeps[final.arch.key(units=True)].record)
+        return math.exp(sum(r["nll"] * r["scored_tokens"] for r in reads) / sum(r["scored_tokens"] for r in reads))
+
+    listed = summary["best"][0.2]["finalists"]
+    assert [f["fresh_ppl"] for f in listed[:2]] == pytest.approx(sorted(pooled(p) for p in by_final[:2]))
+    assert [f["final_ppl"] for f in listed[2:]] == [p.ppl for p in by_final[2:]]
+    assert all(f["deep_ppl"] is None for f in listed[2:])
     best = Architecture.load(run_dir / "best.json")
-    assert best.meta["final_ppl"] == min(p.ppl for p in finals)
-    assert [f["final_ppl"] for f in summary["best"][0.2]["finalists"]] == sorted(p.ppl for p in finals)
+    assert best.meta["fresh_ppl"] == pytest.approx(min(pooled(p) for p in by_final[:2]))
+    assert best.meta["final_ppl"] in {p.ppl for p in by_final[:2]}
 
 
 def test_resume_after_interruption_measures_nothing_twice(tiny_dir, tmp_path, monkeypatch, finished):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -86,31 +87,43 @@ def eval_windows(ids: torch.Tensor, window: int, max_tokens: int | None = None) 
     return ids[: count * window].reshape(count, window).long()
 
 
-def spread_windows(ids: torch.Tensor, window: int, max_tokens: int, taken: int = 0) -> torch.LongTensor:
+def spread_windows(ids: torch.Tensor, window: int, max_tokens: int,
+                   taken: int | Sequence[int] = 0) -> torch.LongTensor:
     """``max_tokens // window`` windows (at least one) evenly spaced over all of ``ids``'s non-overlapping windows,
-    leaving out those a spread read of ``taken`` tokens takes.
+    leaving out those earlier spread reads of ``taken`` tokens take (one read, or several in the order taken).
 
     A few thousand tokens from the start of a split are one or two documents (the first 2,048 tokens of the wiki
     split are ~12 paragraphs of one article), so a search ranked on them learns what those documents favour; the same
-    tokens spread over the split sample its documents. ``taken`` makes a second read disjoint from a first one.
+    tokens spread over the split sample its documents. ``taken`` makes a read disjoint from the ones before it.
     Asking for more windows than are left keeps them all, as ``eval_windows`` keeps all a split has.
     """
     rows = eval_windows(ids, window)
     if max_tokens <= 0:
         raise DataError(f"max_tokens must be positive, got {max_tokens}")
-    taken_rows = max(1, taken // window) if taken > 0 else 0
-    if taken_rows >= len(rows):
-        raise DataError(f"the data has no {window}-token window left past the {taken} tokens taken")
-    return rows[torch.from_numpy(spread_indices(len(rows), max(1, max_tokens // window), taken_rows))]
+    before = _reads(taken)
+    counts = tuple(max(1, tokens // window) for tokens in before)
+    if sum(counts) >= len(rows):
+        raise DataError(f"the data has no {window}-token window left past the {sum(before)} tokens taken")
+    return rows[torch.from_numpy(spread_indices(len(rows), max(1, max_tokens // window), counts))]
 
 
-def spread_indices(total: int, count: int, taken: int = 0) -> np.ndarray:
+def spread_indices(total: int, count: int, taken: int | Sequence[int] = 0) -> np.ndarray:
     """Which of ``total`` windows a spread read of ``count`` takes (all that are left, if fewer), leaving out the
-    ``taken`` a first spread read takes: ``spread_windows`` in window numbers."""
+    windows earlier spread reads of ``taken`` windows took, each itself past the ones before it: ``spread_windows``
+    in window numbers."""
     free = np.arange(total)
-    if taken > 0:
-        free = np.setdiff1d(free, _spaced(total, taken))
+    before = _reads(taken)
+    for i, earlier in enumerate(before):
+        free = np.setdiff1d(free, spread_indices(total, earlier, before[:i]))
     return free[_spaced(len(free), min(len(free), count))]
+
+
+def _reads(taken: int | Sequence[int]) -> tuple[int, ...]:
+    """Earlier reads' sizes as a tuple: one number is one read, zero none."""
+    reads = (taken,) if isinstance(taken, (int, np.integer)) else tuple(taken)
+    if any(t < 0 for t in reads):
+        raise DataError(f"a read cannot follow one of negative size, got {taken}")
+    return tuple(int(t) for t in reads if t > 0)
 
 
 def _spaced(n: int, k: int) -> np.ndarray:

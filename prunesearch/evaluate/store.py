@@ -57,8 +57,9 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 class Fidelity:
     """What text a search-time perplexity is measured on: ``tokens`` in all, split evenly over ``data``, in
     ``window``-token windows laid out by ``layout`` in each: ``head``, the first tokens past ``skip``; ``spread``,
-    windows evenly spaced over the whole split, leaving out those a spread read of ``skip`` tokens takes (either way
-    ``skip`` makes a read disjoint from another fidelity's text); with ``tasks``, also zero-shot accuracy on the
+    windows evenly spaced over the whole split, leaving out those earlier spread reads of ``skip`` tokens take (one
+    read, or a tuple of them in the order they were taken; either way ``skip`` makes a read disjoint from other
+    fidelities' text); with ``tasks``, also zero-shot accuracy on the
     first ``task_limit`` documents of each (lm-eval's validation or test documents: a campaign that targets
     accuracy ranks on them, so its reported accuracy is not held out unless compared on other documents)."""
 
@@ -67,7 +68,7 @@ class Fidelity:
     window: int = 512
     tasks: tuple[str, ...] = ()
     task_limit: int = 20
-    skip: int = 0
+    skip: int | tuple[int, ...] = 0
     layout: str = "head"
 
     def __post_init__(self) -> None:
@@ -80,8 +81,11 @@ class Fidelity:
                 f"a fidelity of {self.tokens} tokens cannot give each of its {len(self.data)} data set(s) "
                 f"a {self.window}-token window"
             )
-        if self.skip < 0:
-            raise PrunesearchError(f"a fidelity cannot skip {self.skip} tokens")
+        skips = self.skip if isinstance(self.skip, tuple) else (self.skip,)
+        if any(not isinstance(t, int) or isinstance(t, bool) or t < 0 for t in skips):
+            raise PrunesearchError(f"a fidelity cannot skip {self.skip!r} tokens")
+        if isinstance(self.skip, tuple) and self.layout != "spread":
+            raise PrunesearchError("only a spread read can follow several earlier reads")
         if self.layout not in LAYOUTS:
             raise PrunesearchError(f"a fidelity's layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
 
@@ -98,6 +102,8 @@ class Fidelity:
             del out["tasks"], out["task_limit"]
         if not self.skip:
             del out["skip"]
+        elif isinstance(self.skip, tuple):
+            out["skip"] = list(self.skip)
         if self.layout == "head":
             del out["layout"]
         return out
@@ -110,7 +116,9 @@ class Fidelity:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Fidelity":
-        return cls(**{**data, "data": tuple(data["data"]), "tasks": tuple(data.get("tasks", ()))})
+        skip = data.get("skip", 0)
+        return cls(**{**data, "data": tuple(data["data"]), "tasks": tuple(data.get("tasks", ())),
+                      "skip": tuple(skip) if isinstance(skip, list) else skip})
 
 
 @dataclass(frozen=True)

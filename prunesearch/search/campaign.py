@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ def sensitivity_of(ctx: FeatureContext) -> Sensitivity:
 @dataclass
 class Setup:
     """What a campaign computes once per model: model, space, scores, priors, sensitivity, the pair store and
-    the finalists' store (the same architectures read on more text; None when the campaign has no final step)."""
+    the finalists' stores (the same architectures read on more text; None when the campaign has no final step)."""
 
     config: CampaignConfig
     loaded: LoadedModel
@@ -95,6 +95,8 @@ class Setup:
     refit: Refit | None = None
     limits: Limits = field(default_factory=Limits)
     """The config's limits, with this device's latency model when they hold a speed floor."""
+    deeps: PairStore | None = None
+    """The best finalists' second fresh read (None when the campaign has none)."""
 
     @property
     def scores(self):
@@ -127,6 +129,9 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     final = config.final_fidelity()
     finals = None if final is None else PairStore(storage, final_study(config.campaign),
                                                   {**meta, "fidelity": final.to_dict()})
+    deep = config.deep_fidelity()
+    deeps = None if deep is None else PairStore(storage, deep_study(config.campaign),
+                                                {**meta, "fidelity": deep.to_dict()})
     calibration = CalibrationSpec()
     priors = compute_priors(loaded, calibration, progress=progress)
     seconds.update({f"prior: {k}": v for k, v in priors.seconds.items()})
@@ -143,7 +148,7 @@ def prepare(config: CampaignConfig, run_dir: Path, progress: bool = True) -> Set
     seconds["sensitivity probes"] = time.perf_counter() - start
     ctx = feature_context(priors, sens, shape)
     return Setup(config, loaded, space, priors, sens, ctx, fidelity, store, finals, calibration, seconds,
-                 refit=refit, limits=limits)
+                 refit=refit, limits=limits, deeps=deeps)
 
 
 def seeds_at(setup: Setup, budget: float, progress: bool = True) -> dict[str, Architecture]:
@@ -305,11 +310,41 @@ def final_study(campaign: str) -> str:
     return f"{campaign}/final-fresh"
 
 
+def deep_study(campaign: str) -> str:
+    """The best finalists' second fresh read, beside the finalists' study (workers join it by this name)."""
+    return f"{campaign}/final-deep"
+
+
+@dataclass(frozen=True)
+class Finalist:
+    """A finalist: its pair at the search fidelity, its read on fresh text (None without a final step) and, for the
+    best of those, its read on more fresh text (None otherwise)."""
+
+    pair: Pair
+    final: Pair | None = None
+    deep: Pair | None = None
+
+    @property
+    def fresh_ppl(self) -> float | None:
+        """Perplexity over every fresh token read: both fresh reads pooled where there are two."""
+        if self.final is None or self.deep is None:
+            return None if self.final is None else self.final.ppl
+        reads = (self.final.record, self.deep.record)
+        nll = sum(r["nll"] * r["scored_tokens"] for r in reads) / sum(r["scored_tokens"] for r in reads)
+        return math.exp(nll) if math.isfinite(nll) and nll < 700 else math.inf
+
+    def loss(self, objective: str) -> tuple[int, float]:
+        """Sort key: the deeply read first, by pooled fresh loss, then the rest by their fresh read."""
+        if self.deep is not None:
+            return 0, math.log(self.fresh_ppl)
+        return 1, self.final.loss(objective) if self.final else math.inf
+
+
 def finalists(setup: Setup, budget: float, progress: bool = True,
-              contenders: Iterable[Architecture] = ()) -> list[tuple[Pair, Pair | None]]:
+              contenders: Iterable[Architecture] = ()) -> list[Finalist]:
     """The ``final_top`` best pairs at ``budget`` and the measured pairs of ``contenders`` (the greedy seed), each
     with its measurement on ``final_tokens`` of validation text that the search fidelity did not read (None without
-    a final step), best first by that read.
+    a final step), the ``deep_top`` best of those also on ``deep_tokens`` more; best first by their fresh text.
 
     A few thousand tokens rank hundreds of pairs well enough to fit and search, but picking one winner among
     near-ties on them favours whichever the short text happens to flatter (the winner's curse): a search of
@@ -317,11 +352,13 @@ def finalists(setup: Setup, budget: float, progress: bool = True,
     Reading them on more text of the same splits corrects that at the cost of ``final_top`` evaluations, and only
     text past the search's own is free of the bias (on SmolLM2 the fresh read picked the finalist best on test
     text in three of four picks, a read that included the search's text in none; BENCHMARKS.md, session 30).
-    Reading the seed the search has to beat beside them keeps a proposal from winning on the short text alone."""
+    Reading the seed the search has to beat beside them keeps a proposal from winning on the short text alone, and
+    reading the best few again on more text picks among near-ties on more than a few windows (successive halving).
+    """
     config = setup.config
     top = best_pairs(setup.store, budget, config.slack, max(config.final_top, 1), config.objective, setup.limits)
     if setup.finals is None or not top:
-        return [(pair, None) for pair in top[:1]]
+        return [Finalist(pair) for pair in top[:1]]
     chosen = {p.arch.key(units=True) for p in top}
     wanted = {a.key(units=True) for a in contenders} - chosen
     top += [p for p in eligible_pairs(setup.store, budget, config.slack, setup.limits)
@@ -331,8 +368,18 @@ def finalists(setup: Setup, budget: float, progress: bool = True,
     work(setup.finals, setup.loaded, config.final_fidelity(), progress=progress, desc=f"finalists {budget:.0%}",
          refit=setup.refit)
     longer = {p.arch.key(units=True): p for p in setup.finals.pairs(include_collapsed=True)}
-    read = [(pair, longer.get(pair.arch.key(units=True))) for pair in top]
-    return sorted(read, key=lambda item: item[1].loss(config.objective) if item[1] else math.inf)
+    read = sorted((Finalist(pair, longer.get(pair.arch.key(units=True))) for pair in top),
+                  key=lambda f: f.loss(config.objective))
+    if setup.deeps is None:
+        return read
+    ahead = [f.pair for f in read[:config.deep_top] if f.final is not None and not f.final.collapsed]
+    for pair in ahead:
+        setup.deeps.enqueue(_tagged(pair.arch, trial=pair.number), pair.sampler)
+    work(setup.deeps, setup.loaded, config.deep_fidelity(), progress=progress, desc=f"deep read {budget:.0%}",
+         refit=setup.refit)
+    deeper = {p.arch.key(units=True): p for p in setup.deeps.pairs(include_collapsed=True)}
+    read[:len(ahead)] = [replace(f, deep=deeper.get(f.pair.arch.key(units=True))) for f in read[:len(ahead)]]
+    return sorted(read, key=lambda f: f.loss(config.objective))
 
 
 def refine(setup: Setup, budget: float, progress: bool = True) -> list[Pair]:
@@ -414,11 +461,13 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
     for budget in config.budgets:
         if not winners[budget]:
             continue
-        pair, final = winners[budget][0]
+        winner = winners[budget][0]
+        pair, final = winner.pair, winner.final
+        deep = {"fresh_ppl": winner.fresh_ppl, "deep_tokens": config.deep_tokens} if winner.deep else {}
         arch = _tagged(pair.arch, budget=budget, sampler=pair.sampler, fidelity_ppl=pair.ppl, trial=pair.number,
                        campaign=config.campaign, fingerprint=setup.loaded.fingerprint,
                        **({"refit": _refit_meta(setup)} if setup.refit else {}),
-                       **({"final_ppl": final.ppl, "final_tokens": config.final_tokens} if final else {}))
+                       **({"final_ppl": final.ppl, "final_tokens": config.final_tokens} if final else {}), **deep)
         path = run_dir / f"best-{round(budget * 100)}.json"
         arch.save(path)
         if budget == config.budgets[0]:
@@ -426,9 +475,11 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: bool = True) -
         best[budget] = {"path": str(path), "ppl": pair.ppl, "accuracy": pair.record.get("accuracy"),
                         "sampler": pair.sampler, "removed": pair.record["removed"],
                         "flops_ratio": pair.record.get("flops_ratio"), "kv_ratio": pair.record.get("kv_ratio"),
-                        "final_ppl": final.ppl if final else None,
-                        "finalists": [{"trial": p.number, "sampler": p.sampler, "ppl": p.ppl,
-                                       "final_ppl": f.ppl if f else None} for p, f in winners[budget]]}
+                        "final_ppl": final.ppl if final else None, "fresh_ppl": winner.fresh_ppl,
+                        "finalists": [{"trial": f.pair.number, "sampler": f.pair.sampler, "ppl": f.pair.ppl,
+                                       "final_ppl": f.final.ppl if f.final else None,
+                                       "deep_ppl": f.deep.ppl if f.deep else None, "fresh_ppl": f.fresh_ppl}
+                                      for f in winners[budget]]}
         if setup.limits.latency is not None:
             best[budget].update(predicted_speedup=setup.limits.predicted_speedup(pair.arch),
                                 **setup.limits.speed.to_dict())
