@@ -11,7 +11,8 @@ ranked them at 0.49 (``bench/rotating_reads.py``). For every finalist of ``--bud
 ``--deep-tokens`` more validation tokens, spread over each split past the search's and the finalists' windows,
 and the first ``--test-tokens`` of each test split, and keeps every window's NLL, so that any pick rule (the
 campaign's, or the top k of it read again) can be scored on test text afterwards: ``--picks`` does that for the
-campaign's pick, the top 2 and 3 read again on every second deep window or on all, and the best on test text.
+campaign's pick, the top 2, 3 or all read again on every fourth or second deep window or on all, and the best on
+test text.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def picks(path: Path) -> list[dict]:
         return float(np.mean([n for s in ("ptb-test", "wiki-test") for n in row["nll"][s]]))
 
     rules = {"campaign (fresh read)": rows[0]}
-    for top in (2, 3):
-        for step, name in ((2, "half"), (1, "all")):
+    for top in (2, 3, len(rows)):
+        for step, name in ((4, "8 windows per split"), (2, "16"), (1, "32")):
             rules[f"top {top}, {name} of the deep read"] = min(rows[:top], key=lambda r: fresh(r, step))
     rules["best on test text"] = min(rows, key=test)
     return [{"budget": data["budget"], "rule": rule, "trial": row["trial"], "sampler": row["sampler"],

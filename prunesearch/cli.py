@@ -368,9 +368,9 @@ def campaign(
     final_tokens: Annotated[Optional[int], typer.Option(
         help="Validation tokens of the finalists' read, none of them the search fidelity's")] = None,
     deep_top: Annotated[Optional[int], typer.Option(help="Best finalists per budget read again on --deep-tokens "
-                                                         "more validation tokens (0: none; default 2)")] = None,
+                                                         "more validation tokens (0: none; default 3)")] = None,
     deep_tokens: Annotated[Optional[int], typer.Option(
-        help="Validation tokens of the best finalists' second read, none read before (default 32768)")] = None,
+        help="Validation tokens of the best finalists' second read, none read before (default 16384)")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Zero-shot columns in the comparison: tasks or paper7")] = None,
     task_limit: Annotated[Optional[int], typer.Option(min=1, help="Zero-shot: first N documents per task")] = None,
     max_flops: MaxFlopsOpt = None,

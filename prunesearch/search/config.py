@@ -105,8 +105,8 @@ class CampaignConfig:
     probes: str = "loss"
     final_top: int = 6
     final_tokens: int = 8192
-    deep_top: int = 2
-    deep_tokens: int = 32768
+    deep_top: int = 3
+    deep_tokens: int = 16384
     tasks: tuple[str, ...] = ()
     task_limit: int | None = None
     storage: str | None = None
