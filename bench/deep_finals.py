@@ -22,8 +22,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from prunesearch.data import eval_windows, spread_windows, token_ids
 from prunesearch.evaluate.store import PairStore, default_storage
@@ -31,17 +29,7 @@ from prunesearch.models import load_model
 from prunesearch.pruners import materialize
 from prunesearch.search.campaign import final_study
 from prunesearch.search.config import CampaignConfig
-
-
-@torch.no_grad()
-def window_nll(model, windows: torch.Tensor) -> list[float]:
-    """Mean next-token NLL of each window."""
-    out = []
-    for start in range(0, len(windows), 2):
-        batch = windows[start:start + 2]
-        logits = model(input_ids=batch, use_cache=False).logits[:, :-1].float()
-        out.extend(F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none").mean(dim=1).tolist())
-    return out
+from rotating_reads import window_nll
 
 
 def picks(path: Path) -> list[dict]:
